@@ -257,7 +257,10 @@ def to_text(data: Dict[str, Any], format: str) -> str:
     if format == "yaml":
         import yaml
 
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        # libyaml's dumper (bundled with PyYAML's wheels) is ~10x faster: a LoadDataFromDicts of 100,000 rows is
+        # saved in seconds rather than a minute. Same safe subset of YAML as safe_dump.
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True)
     raise ValueError(f"Unknown pipeline file format {format!r}: use 'yaml' or 'json'.")
 
 
@@ -465,7 +468,7 @@ def parse_text(text: str, format: str, source: Optional[str] = None) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         raise PipelineSerializationError(f"Malformed YAML in {source or 'pipeline'!r}: {error}") from None
 
