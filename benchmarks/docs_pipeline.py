@@ -14,7 +14,8 @@ harness run, alternating A B C A B C:
 The OpenAI-compatible server (``beam_distil.testing.openai_server``) runs in its own process with a fixed latency,
 so its CPU is not the pipeline's. Each repeat runs one system in a fresh process and reports: wall time of the
 run (``run_s``) and of the whole process including interpreter start and imports (``process_s``, measured by the
-harness), rows/s, requests/s, CPU ms per request (the child process and the worker processes it waited for), peak
+harness), rows/s, requests/s (over ``run_s``, and sustained: over the server's busy window from the first request
+to the last answer), CPU ms per request (the child process and the worker processes it waited for), peak
 RSS (``ru_maxrss`` of the largest process, and ``tree_rss_mb``: the largest sum of RSS over the child's process
 tree, sampled every 50 ms) and the most requests the server saw in flight at once. Medians are printed last::
 
@@ -252,8 +253,9 @@ def _distilabel_available(python: Path) -> Optional[str]:
     return None if check.returncode == 0 else f"distilabel does not import: {check.stderr.strip()[-300:]}"
 
 
-KEYS = ["rows_per_second", "requests_per_second", "run_seconds", "process_seconds", "import_seconds",
-        "cpu_ms_per_request", "server_cpu_ms_per_request", "peak_rss_mb", "tree_rss_mb", "max_in_flight"]
+KEYS = ["rows_per_second", "requests_per_second", "sustained_requests_per_second", "run_seconds", "process_seconds",
+        "import_seconds", "cpu_ms_per_request", "server_cpu_ms_per_request", "peak_rss_mb", "tree_rss_mb",
+        "max_in_flight"]
 
 
 def _format(result: Dict[str, Any]) -> str:
@@ -318,6 +320,9 @@ def main() -> None:
                 result.update(
                     rows_per_second=result["rows"] / result["run_seconds"],
                     requests_per_second=requests / result["run_seconds"],
+                    # Requests over the server's busy window (first request to last answer): the rate the
+                    # client sustained, without its start-up and the building of its results.
+                    sustained_requests_per_second=requests / max(stats["serving_seconds"], 1e-9),
                     cpu_ms_per_request=1000 * result["cpu_seconds"] / max(requests, 1),
                     server_cpu_ms_per_request=1000 * (_process_cpu_seconds(server.pid) - server_cpu) / max(requests, 1),
                     max_in_flight=stats["max_in_flight"],

@@ -34,7 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from aiohttp import web
 
@@ -369,6 +369,8 @@ class OpenAICompatibleServer:
         self._requests: list[dict[str, Any]] = []
         self._failed_first_500 = 0
         self._failed_first_429 = 0
+        self._first_request_at: Optional[float] = None
+        self._last_response_at: Optional[float] = None
 
     def reset_counters(self) -> None:
         """Zero every counter and forget recorded requests.
@@ -409,6 +411,16 @@ class OpenAICompatibleServer:
             return self._max_in_flight
 
     @property
+    def serving_seconds(self) -> float:
+        """Seconds from the first POST received to the last answer sent (0 before any answer): the window in
+        which a client kept the server busy, so ``request_count / serving_seconds`` is its sustained rate,
+        without the client's own start-up and shutdown."""
+        with self._lock:
+            if self._first_request_at is None or self._last_response_at is None:
+                return 0.0
+            return max(0.0, self._last_response_at - self._first_request_at)
+
+    @property
     def requests(self) -> list[dict[str, Any]]:
         """A copy of the JSON bodies received, oldest first; recording stops after
         ``MAX_RECORDED_REQUESTS`` entries."""
@@ -438,6 +450,7 @@ class OpenAICompatibleServer:
                 "request_count": self.request_count,
                 "max_in_flight": self.max_in_flight,
                 "in_flight": self.in_flight,
+                "serving_seconds": self.serving_seconds,
                 "status_counts": {str(k): v for k, v in self.status_counts.items()},
                 "requests_by_model": self.requests_by_model,
             }
@@ -452,6 +465,8 @@ class OpenAICompatibleServer:
         if task is not None:
             self._tasks.add(task)
         with self._lock:
+            if self._first_request_at is None:
+                self._first_request_at = time.monotonic()
             self._request_count += 1
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -463,6 +478,7 @@ class OpenAICompatibleServer:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self._last_response_at = time.monotonic()
             if task is not None:
                 self._tasks.discard(task)
 

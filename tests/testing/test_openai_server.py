@@ -343,3 +343,19 @@ def test_stats_endpoint_reports_and_resets_counters():
         assert stats["status_counts"] == {"200": 1}
         urllib.request.urlopen(urllib.request.Request(stats_url, method="DELETE")).close()
         assert server.request_count == 0
+
+
+def test_serving_seconds_spans_first_request_to_last_answer_so_a_client_can_be_measured_without_its_start_up():
+    with OpenAICompatibleServer(latency=0.2) as server:
+        assert server.serving_seconds == 0.0
+        client = openai.OpenAI(api_key="test", base_url=server.base_url, max_retries=0)
+        time.sleep(0.3)  # idle time before the first request does not count
+        for _ in range(2):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        time.sleep(0.3)  # nor does idle time after the last answer
+        assert 0.4 <= server.serving_seconds < 0.55
+        stats_url = server.base_url.rsplit("/v1", 1)[0] + "/stats"
+        with urllib.request.urlopen(stats_url) as response:
+            assert json.loads(response.read())["serving_seconds"] == pytest.approx(server.serving_seconds)
+        server.reset_counters()
+        assert server.serving_seconds == 0.0
