@@ -1,5 +1,5 @@
-"""Retries (Retry-After, backoff, malformed bodies, timeouts), adaptive concurrency and rate limits, on the real
-openai client against the local server."""
+"""Retries (Retry-After, backoff, malformed bodies, timeouts), adaptive concurrency and rate limits, on
+OpenAILLM's client against the local server."""
 
 from __future__ import annotations
 

@@ -1,0 +1,176 @@
+"""What OpenAILLM puts on the wire and what it makes of the answers, against real local HTTP servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from typing import Any, Dict, Iterator, List
+
+import openai
+import pytest
+from aiohttp import web
+
+from beam_distil.beam.event_loop import run_coroutine
+from beam_distil.models import OpenAILLM
+from beam_distil.models.openai_rest import OpenAIRESTClient
+
+CHAT = [{"role": "user", "content": "hi"}]
+
+
+def generate(llm: OpenAILLM, input: Any = CHAT, **kwargs: Any) -> Dict[str, Any]:
+    llm.load()
+    try:
+        return run_coroutine(llm.agenerate(input, **kwargs))
+    finally:
+        llm.unload()
+
+
+class RecordingServer:
+    """A bare aiohttp server on 127.0.0.1 that records each request and answers with ``reply(path, body)``."""
+
+    def __init__(self, reply) -> None:
+        self.reply = reply
+        self.seen: List[Dict[str, Any]] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append({"path": request.path, "url": str(request.url), "headers": dict(request.headers),
+                          "body": json.loads(body) if body else None})
+        status, headers, payload = self.reply(request.path, self.seen[-1]["body"])
+        return web.Response(status=status, headers=headers, body=payload, content_type="application/json")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    def __enter__(self) -> "RecordingServer":
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def completion(text: str = "ok") -> bytes:
+    return json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 1}}).encode()
+
+
+@pytest.fixture
+def recording() -> Iterator[RecordingServer]:
+    with RecordingServer(lambda path, body: (200, {}, completion())) as server:
+        yield server
+
+
+def test_requests_carry_the_key_and_the_organization_and_project_from_the_environment(recording, monkeypatch):
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-1")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-1")
+    generate(OpenAILLM(model="m", base_url=recording.base_url, api_key="sk-test-key"))
+    [request] = recording.seen
+    assert request["path"] == "/v1/chat/completions"
+    assert request["headers"]["Authorization"] == "Bearer sk-test-key"
+    assert request["headers"]["OpenAI-Organization"] == "org-1"
+    assert request["headers"]["OpenAI-Project"] == "proj-1"
+    assert request["headers"]["User-Agent"].startswith("beam-distil/")
+
+
+def test_the_body_has_the_generation_kwargs_the_schema_and_extra_body_fields(openai_server):
+    llm = OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t")
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    generate(llm, num_generations=2, max_new_tokens=7, stop=["\n"], seed=3, temperature=0.5,
+             structured_output=schema, extra_body={"top_k": 20})
+    [body] = openai_server.requests
+    assert body["model"] == "m" and body["messages"] == CHAT
+    assert (body["n"], body["max_tokens"], body["stop"], body["seed"], body["temperature"]) == (2, 7, ["\n"], 3, 0.5)
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert body["top_k"] == 20 and "extra_body" not in body
+
+
+def test_a_string_input_is_a_text_completion(openai_server):
+    output = generate(OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t"), "Once upon a time")
+    assert openai_server.requests[0]["prompt"] == "Once upon a time"
+    assert output["generations"] == ["m: Once upon a time"]
+
+
+def test_answers_and_token_counts_are_read_and_missing_choices_are_none(openai_server):
+    output = generate(OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t"), num_generations=2)
+    assert output["generations"] == ["m: hi #0", "m: hi #1"]
+    assert output["statistics"]["input_tokens"][0] > 0 and output["statistics"]["output_tokens"][0] > 0
+    with RecordingServer(lambda path, body: (200, {}, completion("only one"))) as short:
+        output = generate(OpenAILLM(model="m", base_url=short.base_url, api_key="t"), num_generations=3)
+    assert output["generations"] == ["only one", None, None]
+
+
+@pytest.mark.parametrize(
+    "status, error_class, retryable",
+    [(400, openai.BadRequestError, False), (401, openai.AuthenticationError, False),
+     (404, openai.NotFoundError, False), (429, openai.RateLimitError, True),
+     (500, openai.InternalServerError, True), (503, openai.InternalServerError, True)],
+)
+def test_http_errors_are_the_sdks_exception_classes_with_the_servers_message(status, error_class, retryable):
+    error_body = json.dumps({"error": {"message": "the server says no", "type": "x"}}).encode()
+    with RecordingServer(lambda path, body: (status, {"Retry-After": "2"}, error_body)) as server:
+        llm = OpenAILLM(model="m", base_url=server.base_url, api_key="t")
+        with pytest.raises(error_class, match="the server says no") as info:
+            generate(llm)
+    assert info.value.status_code == status
+    decision = llm.classify_error(info.value)
+    assert decision.retryable is retryable
+    assert decision.rate_limited is (status == 429)
+    if retryable:
+        assert decision.retry_after == 2.0
+
+
+def test_a_body_without_choices_is_a_retryable_validation_error():
+    with RecordingServer(lambda path, body: (200, {}, b'{"object": "chat.completion"}')) as server:
+        llm = OpenAILLM(model="m", base_url=server.base_url, api_key="t")
+        with pytest.raises(openai.APIResponseValidationError, match="no `choices`"):
+            generate(llm)
+    with RecordingServer(lambda path, body: (200, {}, b'{"choices": [{"mess')) as server:
+        with pytest.raises(json.JSONDecodeError) as info:
+            generate(OpenAILLM(model="m", base_url=server.base_url, api_key="t"))
+    assert llm.classify_error(info.value).retryable
+
+
+def test_a_refused_connection_is_a_retryable_connection_error():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    llm = OpenAILLM(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key="t")
+    with pytest.raises(openai.APIConnectionError) as info:
+        generate(llm)
+    assert llm.classify_error(info.value).retryable
+
+
+def test_more_than_a_hundred_requests_can_be_in_flight(openai_server):
+    # aiohttp's default connection pool holds 100 connections; max_concurrency must be what bounds the client.
+    openai_server.configure(latency=0.5)
+    llm = OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t", max_concurrency=150)
+    outputs = llm.generate([[{"role": "user", "content": f"q{i}"}] for i in range(150)])
+    assert len(outputs) == 150
+    assert openai_server.max_in_flight == 150
+    llm.unload()
+
+
+def test_the_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(recording, monkeypatch):
+    # The recording server plays the proxy: the request for an unresolvable host reaches it in absolute form.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{recording.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert generate(OpenAILLM(model="m", base_url="http://api.example.invalid/v1", api_key="t"))["generations"] == ["ok"]
+    assert recording.seen[0]["url"] == "http://api.example.invalid/v1/chat/completions"
+    monkeypatch.setenv("NO_PROXY", "api.example.invalid")
+    assert OpenAIRESTClient(base_url="http://api.example.invalid/v1", api_key="t", timeout=1)._proxy is None
