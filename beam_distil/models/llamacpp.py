@@ -60,6 +60,10 @@ class LlamaCppLLM(LLM):
     n_threads: PositiveInt = Field(
         default=1, description="CPU threads per loaded model; more than one busy-waits badly on a loaded machine."
     )
+    n_threads_batch: Optional[PositiveInt] = Field(
+        default=None,
+        description="CPU threads for prompt evaluation; `n_threads` when not given (llama.cpp's own default is every core).",
+    )
     n_batch: PositiveInt = Field(default=512, description="Prompt tokens evaluated per llama.cpp batch.")
     chat_format: Optional[str] = Field(default=None, description="llama.cpp chat format; the GGUF's own template when not given.")
     seed: int = Field(default=0, description="Base seed; each generation's seed derives from it, the prompt and its index.")
@@ -88,16 +92,19 @@ class LlamaCppLLM(LLM):
     def load(self) -> None:
         from llama_cpp import Llama
 
-        self._model = Llama(
-            model_path=self.model_path or default_model_path(),
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads,
-            n_batch=self.n_batch,
-            chat_format=self.chat_format,
-            seed=self.seed,
-            verbose=False,
-            **self.extra_kwargs,
-        )
+        settings: Dict[str, Any] = {
+            "model_path": self.model_path or default_model_path(),
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            # Left to llama.cpp, prompt evaluation would spin a thread per core in every worker process, and
+            # N workers on N cores would fight over them (2 workers scaled 1.41x instead of 1.83x).
+            "n_threads_batch": self.n_threads_batch or self.n_threads,
+            "n_batch": self.n_batch,
+            "chat_format": self.chat_format,
+            "seed": self.seed,
+            "verbose": False,
+        }
+        self._model = Llama(**{**settings, **self.extra_kwargs})
         # One llama.cpp context cannot run two generations at once.
         self._lock = threading.Lock()
 

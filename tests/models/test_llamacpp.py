@@ -106,3 +106,16 @@ def test_a_call_seed_varies_calls_that_share_a_prompt(llm):
     other = llm.generate([CHAT], max_new_tokens=12, temperature=1.0, seed=2)[0]["generations"]
     assert first == again
     assert first != other
+
+
+def test_prompt_evaluation_uses_n_threads_unless_told_otherwise(llm):
+    # llama.cpp's own default is one thread per core in every worker process, which oversubscribes the machine.
+    assert (llm._model.n_threads, llm._model.n_threads_batch) == (1, 1)
+    two = LlamaCppLLM(n_threads_batch=2)
+    overridden = LlamaCppLLM(extra_kwargs={"n_threads_batch": 3})
+    for model, expected in ((two, 2), (overridden, 3)):
+        model.load()
+        try:
+            assert model._model.n_threads_batch == expected
+        finally:
+            model.unload()
