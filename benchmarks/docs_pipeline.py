@@ -63,10 +63,15 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
     "iii": dict(rows=10, latency=0.2, models=3, max_concurrency=64, systems="beam_distil,sdk,distilabel", repeats=5),
     # 100k rows through TextGeneration + GroupColumns: peak RSS <= 1 GB.
     "iv": dict(rows=100_000, latency=0.0, models=1, max_concurrency=64, systems="beam_distil", repeats=1),
-    # CPU-bound (latency 0): multi_processing with 2 workers vs 1: >= 1.7x.
-    "v": dict(rows=2000, latency=0.0, models=3, max_concurrency=64, systems="beam_distil_mp1,beam_distil_mp2"),
+    # CPU-bound: multi_processing with 2 workers vs 1: >= 1.7x. The CPU has to be in the workers: the embedded
+    # llama.cpp model (one per worker process, one thread each), 64 prompts in batches of 4. (Against the HTTP
+    # server at latency 0, the server and the runner process take half of a 2-core machine, so no worker count
+    # could show it there.)
+    "v": dict(rows=64, latency=0.0, models=1, max_concurrency=64, input_batch_size=4, backend="llamacpp",
+              systems="beam_distil_mp1,beam_distil_mp2"),
 }
-DEFAULTS = dict(rows=1000, latency=0.2, models=3, max_concurrency=64, systems="beam_distil,sdk", repeats=3)
+DEFAULTS = dict(rows=1000, latency=0.2, models=3, max_concurrency=64, systems="beam_distil,sdk", repeats=3,
+                input_batch_size=50, backend="openai")
 
 
 def _usage() -> Dict[str, float]:
@@ -82,8 +87,17 @@ def _instructions(rows: int) -> List[str]:
     return [f"instruction {i}" for i in range(rows)]
 
 
+def _llm(args: argparse.Namespace, model: str) -> Any:
+    """The LLM of one TextGeneration: the local server's ``model``, or the embedded llama.cpp model."""
+    from beam_distil.models import LlamaCppLLM, OpenAILLM
+
+    if args.backend == "llamacpp":
+        # CPU-bound in the worker: one model per worker process, one thread each, greedy and short answers.
+        return LlamaCppLLM(generation_kwargs={"max_new_tokens": 24, "temperature": 0.0})
+    return OpenAILLM(model=model, base_url=args.base_url, api_key="bench", max_concurrency=args.max_concurrency)
+
+
 def _child_beam_distil(args: argparse.Namespace, beam_options: List[str]) -> Dict[str, Any]:
-    from beam_distil.models import OpenAILLM
     from beam_distil.pipeline import Pipeline
     from beam_distil.steps import GroupColumns, LoadDataFromDicts
     from beam_distil.steps.tasks import TextGeneration
@@ -94,7 +108,7 @@ def _child_beam_distil(args: argparse.Namespace, beam_options: List[str]) -> Dic
         tasks = [
             TextGeneration(
                 name=f"gen_{index}",
-                llm=OpenAILLM(model=model, base_url=args.base_url, api_key="bench", max_concurrency=args.max_concurrency),
+                llm=_llm(args, model),
                 input_batch_size=args.input_batch_size,
             )
             for index, model in enumerate(ALL_MODELS[: args.models])
@@ -239,6 +253,7 @@ def _command(system: str, args: argparse.Namespace, base_url: str, beam_options:
               "--max-concurrency", str(args.max_concurrency), "--input-batch-size", str(args.input_batch_size)]
     if system == "distilabel":
         return [str(args.distilabel_python), str(HERE / "distilabel_child.py"), *common]
+    common += ["--backend", args.backend]
     child = "beam_distil" if system.startswith("beam_distil") else system
     return [sys.executable, "-m", "benchmarks.docs_pipeline", "--child", child, *common,
             *SYSTEM_BEAM_OPTIONS.get(system, []), *beam_options]
@@ -271,7 +286,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="Runs per system (alternating between systems).")
     parser.add_argument("--models", type=int, choices=[1, 2, 3], help="TextGeneration steps (one model each).")
     parser.add_argument("--max-concurrency", type=int, help="Requests in flight per model (OpenAILLM.max_concurrency).")
-    parser.add_argument("--input-batch-size", type=int, default=50)
+    parser.add_argument("--input-batch-size", type=int)
+    parser.add_argument("--backend", choices=["openai", "llamacpp"],
+                        help="beam_distil's LLM: OpenAILLM on the local server, or the embedded llama.cpp model.")
     parser.add_argument("--distilabel-python", type=Path, default=DEFAULT_DISTILABEL_PYTHON)
     parser.add_argument("--json-out", type=Path, help="Append every run and the medians as JSON lines here.")
     parser.add_argument("--child", choices=["beam_distil", "sdk", "sdk_aiohttp"], help=argparse.SUPPRESS)
@@ -290,6 +307,8 @@ def main() -> None:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
+    if args.backend == "llamacpp" and any(not system.startswith("beam_distil") for system in systems):
+        parser.error("--backend llamacpp runs only beam_distil systems (the SDKs and distilabel need the server)")
     if "distilabel" in systems:
         problem = _distilabel_available(args.distilabel_python)
         if problem:
@@ -316,13 +335,14 @@ def main() -> None:
                 server_cpu = _process_cpu_seconds(server.pid)
                 result = _run_child(_command(system, args, base_url, beam_options), env)
                 stats = _server_stats(stats_url)
-                requests = stats["request_count"]
+                # With llama.cpp nothing reaches the server: a request is one generation.
+                requests = stats["request_count"] if args.backend == "openai" else args.rows * args.models
                 result.update(
                     rows_per_second=result["rows"] / result["run_seconds"],
                     requests_per_second=requests / result["run_seconds"],
                     # Requests over the server's busy window (first request to last answer): the rate the
                     # client sustained, without its start-up and the building of its results.
-                    sustained_requests_per_second=requests / max(stats["serving_seconds"], 1e-9),
+                    sustained_requests_per_second=requests / stats["serving_seconds"] if stats["serving_seconds"] else 0.0,
                     cpu_ms_per_request=1000 * result["cpu_seconds"] / max(requests, 1),
                     server_cpu_ms_per_request=1000 * (_process_cpu_seconds(server.pid) - server_cpu) / max(requests, 1),
                     max_in_flight=stats["max_in_flight"],
