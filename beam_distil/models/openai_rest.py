@@ -93,10 +93,12 @@ class OpenAIRESTClient:
             raise _sdk_error("APIConnectionError")(message=f"{type(error).__name__}: {error}", request=_request(url)) from error
         if status >= 400:
             raise _status_error(url, status, headers, raw)
-        # A truncated or otherwise broken body raises json.JSONDecodeError, which OpenAILLM retries.
-        decoded = json.loads(raw)
+        try:
+            decoded = json.loads(raw)
+        except ValueError as error:  # truncated, not JSON, not UTF-8: OpenAILLM retries it
+            raise _malformed_error(url, status, headers, raw, f"is not JSON ({error})") from error
         if not isinstance(decoded, dict) or not isinstance(decoded.get("choices"), list):
-            raise _malformed_error(url, status, headers, raw)
+            raise _malformed_error(url, status, headers, raw, "has no `choices` list")
         return decoded
 
     async def close(self) -> None:
@@ -142,9 +144,9 @@ def _status_error(url: str, status: int, headers: Mapping[str, str], raw: bytes)
     return _sdk_error(name)(f"Error code: {status} - {body}", response=_response(url, status, headers, raw), body=detail)
 
 
-def _malformed_error(url: str, status: int, headers: Mapping[str, str], raw: bytes) -> Exception:
+def _malformed_error(url: str, status: int, headers: Mapping[str, str], raw: bytes, problem: str) -> Exception:
     return _sdk_error("APIResponseValidationError")(
         response=_response(url, status, headers, raw),
         body=raw.decode("utf-8", "replace"),
-        message=f"the answer from {url} has no `choices` list: {raw[:200]!r}",
+        message=f"the answer from {url} {problem}: {raw[:200]!r}",
     )

@@ -134,14 +134,16 @@ def test_http_errors_are_the_sdks_exception_classes_with_the_servers_message(sta
         assert decision.retry_after == 2.0
 
 
-def test_a_body_without_choices_is_a_retryable_validation_error():
-    with RecordingServer(lambda path, body: (200, {}, b'{"object": "chat.completion"}')) as server:
+@pytest.mark.parametrize(
+    "answer, problem",
+    [(b'{"object": "chat.completion"}', "has no `choices` list"), (b'{"choices": [{"mess', "is not JSON"),
+     (b"\xff\xfe not utf-8", "is not JSON")],
+)
+def test_a_body_that_is_not_a_completion_is_a_retryable_validation_error(answer, problem):
+    with RecordingServer(lambda path, body: (200, {}, answer)) as server:
         llm = OpenAILLM(model="m", base_url=server.base_url, api_key="t")
-        with pytest.raises(openai.APIResponseValidationError, match="no `choices`"):
+        with pytest.raises(openai.APIResponseValidationError, match=problem) as info:
             generate(llm)
-    with RecordingServer(lambda path, body: (200, {}, b'{"choices": [{"mess')) as server:
-        with pytest.raises(json.JSONDecodeError) as info:
-            generate(OpenAILLM(model="m", base_url=server.base_url, api_key="t"))
     assert llm.classify_error(info.value).retryable
 
 
