@@ -6,10 +6,13 @@ harness run, alternating A B C A B C:
 * ``beam_distil``: this library's pipeline (Beam options after ``--`` reach ``Pipeline.run``);
 * ``sdk``: the bare ``openai.AsyncOpenAI`` (its default httpx stack), one client and one
   ``asyncio.Semaphore(max_concurrency)`` per model, every request gathered at once: the SDK ceiling;
-* ``sdk_aiohttp``: the same with ``openai.DefaultAioHttpClient``, the HTTP stack ``OpenAILLM`` uses;
+* ``sdk_aiohttp``: the same with ``openai.DefaultAioHttpClient`` (the SDK on aiohttp, which ``OpenAILLM`` posts
+  with directly);
 * ``distilabel``: distilabel 1.5's docs pipeline (``benchmarks/distilabel_child.py``) run with the python of
   ``benchmarks/.venv-distilabel`` (``--distilabel-python``), skipped with a note when that is not installed;
 * ``beam_distil_mp1`` / ``beam_distil_mp2``: ``beam_distil`` on ``multi_processing`` with 1 or 2 workers.
+
+With ``--backend llamacpp`` the TextGenerations run the embedded llama.cpp model instead (beam_distil systems only).
 
 The OpenAI-compatible server (``beam_distil.testing.openai_server``) runs in its own process with a fixed latency,
 so its CPU is not the pipeline's. Each repeat runs one system in a fresh process and reports: wall time of the
