@@ -159,11 +159,11 @@ def test_a_refused_connection_is_a_retryable_connection_error():
 
 def test_more_than_a_hundred_requests_can_be_in_flight(openai_server):
     # aiohttp's default connection pool holds 100 connections; max_concurrency must be what bounds the client.
-    openai_server.configure(latency=0.5)
+    openai_server.configure(latency=1.0)
     llm = OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t", max_concurrency=150)
     outputs = llm.generate([[{"role": "user", "content": f"q{i}"}] for i in range(150)])
     assert len(outputs) == 150
-    assert openai_server.max_in_flight == 150
+    assert 100 < openai_server.max_in_flight <= 150
     llm.unload()
 
 
