@@ -367,6 +367,7 @@ class OpenAICompatibleServer:
         self._in_flight = getattr(self, "_in_flight", 0)
         self._max_in_flight = self._in_flight
         self._requests: list[dict[str, Any]] = []
+        self._answered: list[dict[str, Any]] = []
         self._failed_first_500 = 0
         self._failed_first_429 = 0
         self._first_request_at: Optional[float] = None
@@ -409,6 +410,13 @@ class OpenAICompatibleServer:
     def max_in_flight(self) -> int:
         with self._lock:
             return self._max_in_flight
+
+    @property
+    def answered_requests(self) -> list[dict[str, Any]]:
+        """A copy of the JSON bodies of the requests answered with a well-formed completion, in the order the
+        answers were sent (unlike :attr:`requests`, which follows arrival); same recording limit."""
+        with self._lock:
+            return list(self._answered)
 
     @property
     def serving_seconds(self) -> float:
@@ -536,7 +544,11 @@ class OpenAICompatibleServer:
             return web.Response(
                 status=200, text=text[: len(text) // 2], content_type="application/json"
             )
-        return web.json_response(payload)
+        response = web.json_response(payload)
+        with self._lock:
+            if len(self._answered) < MAX_RECORDED_REQUESTS:
+                self._answered.append(body)
+        return response
 
     async def _read_body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()

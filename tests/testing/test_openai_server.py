@@ -359,3 +359,19 @@ def test_serving_seconds_spans_first_request_to_last_answer_so_a_client_can_be_m
             assert json.loads(response.read())["serving_seconds"] == pytest.approx(server.serving_seconds)
         server.reset_counters()
         assert server.serving_seconds == 0.0
+
+
+def test_answered_requests_are_the_completions_sent_in_answer_order():
+    with OpenAICompatibleServer() as server:
+        client = openai.OpenAI(api_key="test", base_url=server.base_url, max_retries=0)
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "first"}])
+        server.configure(error_rate_500=1.0)
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "failed"}])
+        server.configure(error_rate_500=0.0, malformed_rate=1.0)
+        with pytest.raises(Exception):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "malformed"}])
+        server.configure(malformed_rate=0.0)
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "second"}])
+        assert [body["messages"][-1]["content"] for body in server.answered_requests] == ["first", "second"]
+        assert len(server.requests) == 4
