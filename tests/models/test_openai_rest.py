@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import threading
 from typing import Any, Dict, Iterator, List
 
 import openai
@@ -15,6 +13,7 @@ from aiohttp import web
 from beam_distil.beam.event_loop import run_coroutine
 from beam_distil.models import OpenAILLM
 from beam_distil.models.openai_rest import OpenAIRESTClient
+from tests.local_http_server import LocalHTTPServer
 
 CHAT = [{"role": "user", "content": "hi"}]
 
@@ -28,13 +27,12 @@ def generate(llm: OpenAILLM, input: Any = CHAT, **kwargs: Any) -> Dict[str, Any]
 
 
 class RecordingServer:
-    """A bare aiohttp server on 127.0.0.1 that records each request and answers with ``reply(path, body)``."""
+    """Records each request and answers with ``reply(path, body)`` -> (status, headers, payload)."""
 
     def __init__(self, reply) -> None:
         self.reply = reply
         self.seen: List[Dict[str, Any]] = []
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._server = LocalHTTPServer(self._handle)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -43,25 +41,14 @@ class RecordingServer:
         status, headers, payload = self.reply(request.path, self.seen[-1]["body"])
         return web.Response(status=status, headers=headers, body=payload, content_type="application/json")
 
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-
     def __enter__(self) -> "RecordingServer":
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._server.start()
+        self.port = self._server.port
+        self.base_url = f"{self._server.url}/v1"
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self._server.stop()
 
 
 def completion(text: str = "ok") -> bytes:

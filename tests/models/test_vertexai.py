@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 import pickle
@@ -18,6 +17,7 @@ from beam_distil.pipeline import Pipeline
 from beam_distil.pipeline.validation import PipelineValidationError
 from beam_distil.steps.generators import LoadDataFromDicts
 from beam_distil.steps.tasks import TextGeneration
+from tests.local_http_server import LocalHTTPServer
 
 TOKEN = "ya29.test-access-token"
 PATH = re.compile(r"^/v1beta1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/publishers/google/models/(?P<model>[^/:]+):generateContent$")
@@ -36,8 +36,7 @@ class FakeVertexServer:
         self.block_candidates = False  # finishReason SAFETY, no text
         self.max_candidates: Optional[int] = None  # fewer candidates than asked
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._runner: Optional[web.AppRunner] = None
+        self._server = LocalHTTPServer(self._handle)
         self.base_url = ""
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -79,34 +78,12 @@ class FakeVertexServer:
         return web.json_response({"candidates": candidates, "usageMetadata": usage, "modelVersion": match["model"]})
 
     def start(self) -> "FakeVertexServer":
-        started = threading.Event()
-
-        async def serve() -> None:
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self.base_url = f"http://127.0.0.1:{port}"
-            started.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        assert started.wait(5)
+        self._server.start()
+        self.base_url = self._server.url
         return self
 
     def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._server.stop()
 
 
 @pytest.fixture(autouse=True)
