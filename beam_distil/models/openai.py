@@ -17,7 +17,6 @@ The API key comes from ``api_key`` or, on the worker that makes the client, from
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Any, Dict, List, Optional, Union
 
@@ -75,8 +74,8 @@ class OpenAILLM(AsyncLLM):
         if isinstance(error, openai.APIStatusError):
             retryable = error.status_code in (408, 409) or error.status_code >= 500
             return RetryDecision(retryable=retryable, retry_after=_retry_after(error.response) if retryable else None)
-        # Timeouts, resets, and bodies that are not the JSON they should be (truncated, malformed).
-        retryable = isinstance(error, (openai.APIConnectionError, openai.APIResponseValidationError, json.JSONDecodeError))
+        # Timeouts, resets, and bodies that are not a completion (truncated, not JSON, no choices).
+        retryable = isinstance(error, (openai.APIConnectionError, openai.APIResponseValidationError))
         return RetryDecision(retryable=retryable)
 
     def redact(self, text: str) -> str:
