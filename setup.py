@@ -31,6 +31,6 @@ setup(
         # Builds from source (no wheel on PyPI): several minutes the first time, then pip's cache.
         "llama-cpp-python==0.3.36",
     ],
-    extras_require={"test": ["pytest==9.2.0"]},
-    entry_points={"console_scripts": ["beam-distil=beam_distil.cli:main"]},
+    extras_require={"test": ["pytest==9.2.0", "build==1.6.1"]},
+    entry_points={"console_scripts": ["beam-distil=beam_distil.cli:console_main"]},
 )
