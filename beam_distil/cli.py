@@ -19,56 +19,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 PROG = "beam-distil"
 
 
 class CliError(Exception):
     """A user error: printed as ``beam-distil: error: ...`` with exit code 2."""
-
-
-# -- --param ---------------------------------------------------------------------------------------------------
-
-
-def parse_param(text: str) -> Tuple[List[str], Any]:
-    """``"gen.llm.generation_kwargs.temperature=0.7"`` -> ``(["gen", "llm", "generation_kwargs", "temperature"], 0.7)``."""
-    import yaml
-
-    if "=" not in text:
-        raise CliError(f"--param {text!r} has no '=': write --param STEP.PARAMETER=VALUE")
-    path_text, value_text = text.split("=", 1)
-    path = path_text.strip().split(".")
-    if not path_text.strip() or any(not part.strip() for part in path):
-        raise CliError(f"--param {text!r} has an empty name in {path_text!r}: write --param STEP.PARAMETER=VALUE")
-    if len(path) < 2:
-        raise CliError(f"--param {text!r} names no parameter of step {path[0]!r}: write --param STEP.PARAMETER=VALUE")
-    try:
-        value = yaml.safe_load(value_text) if value_text.strip() else ""
-    except yaml.YAMLError as error:
-        raise CliError(f"--param {text!r}: cannot read the value {value_text!r} ({error})") from None
-    return [part.strip() for part in path], value
-
-
-def params_to_parameters(params: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-    """``--param`` values as the nested ``parameters`` dict of ``Pipeline.run``."""
-    parameters: Dict[str, Any] = {}
-    for text in params:
-        path, value = parse_param(text)
-        node = parameters
-        for depth, part in enumerate(path[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise CliError(f"--param {text!r} conflicts with --param {'.'.join(path[: depth + 1])}={child!r}")
-            node = child
-        leaf = path[-1]
-        if leaf in node and (isinstance(node[leaf], dict) or isinstance(value, dict)):
-            if isinstance(node[leaf], dict) and isinstance(value, dict):
-                node[leaf] = {**node[leaf], **value}
-                continue
-            raise CliError(f"--param {text!r} conflicts with another --param for {'.'.join(path)}")
-        node[leaf] = value
-    return parameters
 
 
 # -- info ------------------------------------------------------------------------------------------------------
@@ -148,10 +105,14 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, beam_options: List[str]) -> int:
+    from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_params
     from beam_distil.pipeline import PipelineValidationError
     from beam_distil.pipeline.serialization import to_text
 
-    parameters = params_to_parameters(args.param or [])
+    try:
+        parameters = overrides_from_params(args.param or [])
+    except ParameterOverrideError as error:
+        raise CliError(str(error)) from None
     pipeline = _load(args.config)
     try:
         distiset = pipeline.run(
@@ -227,5 +188,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
 
+def console_main() -> int:
+    """The ``beam-distil`` command's entry point: the project owns this process, so it gets the start-up tuning
+    of ``beam_distil.owned_process`` (``main`` itself leaves the calling process as it is)."""
+    from beam_distil.owned_process import tune_owned_process
+
+    tune_owned_process()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -26,11 +26,15 @@ Arguments (the parameters of ``templates/metadata.json``, one to one):
                        path; a remote runner needs one its workers can write (``gs://``). Read it back with
                        ``Distiset.load_from_disk(OUTPUT_DIR)`` once the job has finished.
 ``--output_format``    ``parquet`` (default) or ``jsonl``: the files written per subset.
-``--use_cache``        ``true`` (default) or ``false``: use the pipeline's response cache.
+``--use_cache``        ``true`` (default) or ``false``: use the pipeline's response cache. On a remote runner it
+                       lives in the pipeline's ``cache_dir``, else under ``--temp_location`` (as ``Pipeline.run``).
+``--dead_letter_dir``  where every task's failed rows also go, as JSON lines (``{"step", "row_id", "error",
+                       "row"}``); optional. The rows stay in the Distiset with ``None`` outputs either way.
 
 Every other argument is a Beam pipeline option (``--runner``, ``--project``, ``--sdk_container_image``...).
 Without ``--runner`` the pipeline runs locally (``FnApiRunner``, multi-threading) and the launcher waits for
-it; with a remote runner it submits the job and returns.
+it; with a remote runner it submits the job and returns. It runs through ``beam_distil.beam.launch.launch``,
+the same function as ``Pipeline.run``.
 
 Exit codes: 0 when the job was submitted (remote) or finished (local), 2 for bad arguments, a config that
 cannot be loaded or parameters the pipeline rejects.
@@ -39,22 +43,22 @@ cannot be loaded or parameters the pipeline rejects.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from beam_distil.cli import CliError, params_to_parameters
+from beam_distil.parameter_overrides import ParameterOverrideError, Parameters, overrides_from_json, overrides_from_params
 
 if TYPE_CHECKING:
-    from apache_beam.runners.runner import PipelineResult
-
-    from beam_distil.pipeline import Pipeline
+    from beam_distil.beam.launch import LaunchResult
 
 PROG = "python -m beam_distil.flex_template"
 
 logger = logging.getLogger("beam_distil")
+
+
+class LauncherError(Exception):
+    """A user error: printed as ``python -m beam_distil.flex_template: error: ...`` with exit code 2."""
 
 
 # -- arguments --------------------------------------------------------------------------------------------------
@@ -112,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="true|false",
         help="Use the response cache (default true).",
     )
+    parser.add_argument(
+        "--dead_letter_dir",
+        default=None,
+        help="Where every task's failed rows also go, as JSON lines (gs://... for a remote runner).",
+    )
     return parser
 
 
@@ -120,146 +129,46 @@ def parse_args(argv: Sequence[str]) -> Tuple[argparse.Namespace, List[str]]:
     return build_parser().parse_known_args(list(argv))
 
 
-def json_to_parameters(text: str) -> Dict[str, Dict[str, Any]]:
-    """``--params`` JSON as the nested ``parameters`` of ``Pipeline.run``; dotted keys are split into paths."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise CliError(f"--params is not valid JSON ({error}): {text!r}") from None
-    if not isinstance(data, dict):
-        raise CliError(f"--params must be a JSON object, got {type(data).__name__}: {text!r}")
-    parameters: Dict[str, Any] = {}
-    for key, value in data.items():
-        path = [part.strip() for part in str(key).split(".")]
-        if any(not part for part in path):
-            raise CliError(f"--params has an empty name in key {key!r}")
-        if len(path) == 1 and not isinstance(value, dict):
-            raise CliError(f"--params key {key!r} names no parameter: use {{\"{key}\": {{...}}}} or \"{key}.PARAMETER\"")
-        _merge(parameters, path, value, key)
-    return parameters
-
-
-def _merge(target: Dict[str, Any], path: List[str], value: Any, origin: str) -> None:
-    node = target
-    for part in path[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise CliError(f"parameter {origin!r} conflicts with another value for {part!r}")
-        node = child
-    leaf = path[-1]
-    if leaf in node:
-        if isinstance(node[leaf], dict) and isinstance(value, dict):
-            for key, item in value.items():
-                _merge(node[leaf], [key], item, origin)
-            return
-        if node[leaf] != value:
-            raise CliError(f"parameter {origin!r} conflicts with another value for {'.'.join(path)}")
-    node[leaf] = value
-
-
-def collect_parameters(args: argparse.Namespace) -> Dict[str, Dict[str, Any]]:
-    """``--param`` and ``--params`` combined."""
-    parameters: Dict[str, Any] = params_to_parameters(args.param or [])
+def collect_parameters(args: argparse.Namespace) -> Parameters:
+    """``--param`` and ``--params`` combined; a parameter given twice with different values is an error."""
+    parameters = overrides_from_params(args.param or [])
     if args.params and args.params.strip():
-        for step, value in json_to_parameters(args.params).items():
-            _merge(parameters, [step], value, f"--params {step}")
+        overrides_from_json(args.params, into=parameters)
     return parameters
-
-
-# -- launching --------------------------------------------------------------------------------------------------
-
-
-def launch(
-    pipeline: "Pipeline",
-    parameters: Optional[Dict[str, Dict[str, Any]]],
-    output_dir: str,
-    options: Any = None,
-    use_cache: bool = True,
-    output_format: str = "parquet",
-) -> "PipelineResult":
-    """Validates and runs ``pipeline``; waits only on a local runner. Returns Beam's ``PipelineResult``.
-
-    ``output_dir`` gets the layout of ``Pipeline.run(output_dir=...)``: one folder of ``output_format`` files per
-    Distiset subset, written by the job, and ``distiset_configs/`` (subsets, ``pipeline.yaml``; the card too
-    after a local run), written here. ``Distiset.load_from_disk(output_dir)`` reads it once the job is done.
-    """
-    from apache_beam.io.filesystems import FileSystems
-
-    from beam_distil.beam.runner import is_local, make_beam_pipeline, to_pipeline_options
-    from beam_distil.beam.translate import build_beam_graph
-    from beam_distil.cache import default_cache_dir
-    from beam_distil.distiset import subset_names
-    from beam_distil.pipeline import pipeline as pipeline_module
-
-    logging_configured = bool(logging.getLogger().handlers or logger.handlers)
-    pipeline.validate(parameters)
-    pipeline_options = to_pipeline_options(options)
-    local = is_local(pipeline_options)
-    subsets = subset_names(pipeline.dag.leaves)
-    leaves = {leaf: FileSystems.join(output_dir, subsets[leaf]) for leaf in pipeline.dag.leaves}
-    pipeline_yaml = pipeline._yaml_or_none()
-    # Written before the job starts, through Beam's FileSystems (gs:// needs no fsspec plug-in on the launcher).
-    # No card: the rows are not known yet.
-    _write_configs(output_dir, list(subsets.values()), pipeline_yaml)
-    beam_pipeline = make_beam_pipeline(pipeline_options)
-    cache_dir = (pipeline.cache_dir or default_cache_dir()) if use_cache else None
-    build_beam_graph(
-        beam_pipeline, pipeline.dag, leaves, routing=pipeline.routing, cache_dir=cache_dir, output_format=output_format
-    )
-    logger.info("Launching pipeline %r with %d steps", pipeline.name, len(pipeline.dag.steps))
-    result = beam_pipeline.run()
-    if local:
-        from beam_distil.beam.leaf_output import read_leaf_rows
-        from beam_distil.distiset import Distiset
-
-        result.wait_until_finish()
-        pipeline.last_run_metrics = pipeline_module._counters_by_step(result)
-        if "://" not in output_dir:  # the card, now that the rows are known (fsspec: local paths only here)
-            rows = {leaf: [row for _, row in read_leaf_rows(directory)] for leaf, directory in leaves.items()}
-            Distiset.from_rows(rows, pipeline_yaml=pipeline_yaml).save_configs(output_dir)
-        pipeline_module._report(pipeline.name, pipeline.last_run_metrics, logging_configured)
-    return result
-
-
-def _write_configs(output_dir: str, subsets: List[str], pipeline_yaml: Optional[str]) -> None:
-    """``distiset_configs/`` as ``Distiset.save_configs`` writes it, minus the card."""
-    from apache_beam.io.filesystems import FileSystems
-
-    from beam_distil.distiset import DISTISET_CONFIG_FOLDER, PIPELINE_CONFIG_FILENAME, SUBSETS_FILENAME
-
-    config_dir = FileSystems.join(output_dir, DISTISET_CONFIG_FOLDER)
-    if "://" not in output_dir:
-        os.makedirs(config_dir, exist_ok=True)
-    files = {SUBSETS_FILENAME: json.dumps({"subsets": {name: ["train"] for name in subsets}}, indent=2)}
-    if pipeline_yaml is not None:
-        files[PIPELINE_CONFIG_FILENAME] = pipeline_yaml
-    for name, text in files.items():
-        with FileSystems.create(FileSystems.join(config_dir, name)) as file:
-            file.write(text.encode("utf-8"))
 
 
 # -- entry point ------------------------------------------------------------------------------------------------
 
 
-def run(argv: Sequence[str]) -> "PipelineResult":
-    """Parses ``argv`` and launches; raises ``CliError`` for user errors."""
-    from beam_distil.cli import _load
-    from beam_distil.pipeline import PipelineValidationError
+def run(argv: Sequence[str]) -> "LaunchResult":
+    """Parses ``argv`` and launches; waits only on a local runner. Raises ``LauncherError`` for user errors."""
+    # Imported here, not at the top, so that console_main's start-up tuning comes before Apache Beam's import.
+    from beam_distil.beam.launch import launch
+    from beam_distil.pipeline import Pipeline, PipelineValidationError
+    from beam_distil.pipeline.serialization import PipelineSerializationError
 
     args, beam_options = parse_args(argv)
-    parameters = collect_parameters(args)
-    pipeline = _load(args.pipeline_config)
     try:
+        parameters = collect_parameters(args)
+        pipeline = Pipeline.from_file(args.pipeline_config)
         return launch(
             pipeline,
             parameters,
-            args.output_dir,
             options=beam_options,
-            use_cache=args.use_cache,
+            output_dir=args.output_dir,
             output_format=args.output_format,
+            dead_letter_dir=args.dead_letter_dir,
+            use_cache=args.use_cache,
+            wait_for_remote=False,
         )
-    except PipelineValidationError as error:
-        raise CliError(str(error)) from None
+    except (
+        ParameterOverrideError,
+        PipelineSerializationError,
+        PipelineValidationError,
+        FileNotFoundError,
+        IsADirectoryError,
+    ) as error:
+        raise LauncherError(str(error)) from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -269,13 +178,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = run(argv)
     except SystemExit as exit:  # argparse has printed the usage and the error
         return int(exit.code or 0)
-    except CliError as error:
+    except LauncherError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    print(f"{PROG}: pipeline launched, state {getattr(result, 'state', None)}")
+    print(f"{PROG}: pipeline launched, state {result.state}")
     return 0
 
 
-if __name__ == "__main__":
+def console_main() -> int:
+    """The launcher process's entry point (``python -m``, the Flex Template's ``launcher.py``): the project owns
+    this process, so it gets the start-up tuning of ``beam_distil.owned_process``, and INFO logging."""
+    from beam_distil.owned_process import tune_owned_process
+
+    tune_owned_process()
     logging.basicConfig(level=logging.INFO)
-    sys.exit(main())
+    return main()
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())

