@@ -2,6 +2,6 @@
 
 import sys
 
-from beam_distil.cli import main
+from beam_distil.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -10,7 +10,8 @@ harness run, alternating A B C A B C:
   with directly);
 * ``distilabel``: distilabel 1.5's docs pipeline (``benchmarks/distilabel_child.py``) run with the python of
   ``benchmarks/.venv-distilabel`` (``--distilabel-python``), skipped with a note when that is not installed;
-* ``beam_distil_mp1`` / ``beam_distil_mp2``: ``beam_distil`` on ``multi_processing`` with 1 or 2 workers.
+* ``beam_distil_mp1`` / ``beam_distil_mp2``: ``beam_distil`` on ``multi_processing`` with 1 or 2 workers;
+* ``beam_distil_owned``: ``beam_distil`` in a process tuned as the project's own are (``beam_distil.owned_process``).
 
 With ``--backend llamacpp`` the TextGenerations run the embedded llama.cpp model instead (beam_distil systems only).
 
@@ -54,7 +55,11 @@ SYSTEM_BEAM_OPTIONS = {
     "beam_distil_mp1": ["--direct_running_mode=multi_processing", "--direct_num_workers=1"],
     "beam_distil_mp2": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
 }
-SYSTEMS = ["beam_distil", "sdk", "sdk_aiohttp", "distilabel", *SYSTEM_BEAM_OPTIONS]
+# ``beam_distil_owned``: the child first applies ``beam_distil.owned_process`` (garbage collection paused while
+# Beam is imported, then the heap frozen), as the project's own processes do; plain ``beam_distil`` is a user's
+# script, whose process ``import beam_distil`` leaves as it is.
+SYSTEM_CHILD_FLAGS = {"beam_distil_owned": ["--owned-process"]}
+SYSTEMS = ["beam_distil", "sdk", "sdk_aiohttp", "distilabel", *SYSTEM_BEAM_OPTIONS, *SYSTEM_CHILD_FLAGS]
 
 # The issue's targets. Flags given on the command line win over a scenario's.
 SCENARIOS: Dict[str, Dict[str, Any]] = {
@@ -176,6 +181,10 @@ def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
 def _one_run(args: argparse.Namespace, beam_options: List[str]) -> None:
     """Child process: one run of one system, one JSON line on stdout."""
     started = time.perf_counter()
+    if args.owned_process:
+        from beam_distil.owned_process import tune_owned_process
+
+        tune_owned_process()
     if args.child == "sdk":
         times = _child_sdk(args, aiohttp=False)
     elif args.child == "sdk_aiohttp":
@@ -259,7 +268,7 @@ def _command(system: str, args: argparse.Namespace, base_url: str, beam_options:
     common += ["--backend", args.backend]
     child = "beam_distil" if system.startswith("beam_distil") else system
     return [sys.executable, "-m", "benchmarks.docs_pipeline", "--child", child, *common,
-            *SYSTEM_BEAM_OPTIONS.get(system, []), *beam_options]
+            *SYSTEM_CHILD_FLAGS.get(system, []), *SYSTEM_BEAM_OPTIONS.get(system, []), *beam_options]
 
 
 def _distilabel_available(python: Path) -> Optional[str]:
@@ -296,6 +305,7 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, help="Append every run and the medians as JSON lines here.")
     parser.add_argument("--child", choices=["beam_distil", "sdk", "sdk_aiohttp"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--owned-process", action="store_true", help=argparse.SUPPRESS)
     args, beam_options = parser.parse_known_args()
     beam_options = [option for option in beam_options if option != "--"]
     if args.child:
