@@ -1,0 +1,44 @@
+"""Importing the library leaves the host process's garbage collector as it was; only the project's own
+processes (its command line, launcher and recipes) tune it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import gc, json, sys
+before = [gc.isenabled(), gc.get_freeze_count() > 0, gc.get_threshold()]
+{imports}
+after = [gc.isenabled(), gc.get_freeze_count() > 0, gc.get_threshold()]
+print(json.dumps({{"before": before, "after": after}}))
+"""
+
+
+def gc_state_around(imports: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE.format(imports=imports)],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_importing_the_library_leaves_the_garbage_collector_alone() -> None:
+    state = gc_state_around(
+        "import beam_distil, beam_distil.pipeline, beam_distil.steps, beam_distil.steps.tasks, beam_distil.models\n"
+        "import beam_distil.beam.launch, beam_distil.flex_template, beam_distil.cli"
+    )
+
+    assert state["after"] == state["before"]
+    assert state["after"][1] is False  # nothing frozen
+
+
+def test_the_projects_own_processes_freeze_the_heap_after_importing_beam() -> None:
+    state = gc_state_around("import pipelines")
+
+    assert state["before"][1] is False
+    assert state["after"][0] is True and state["after"][1] is True
