@@ -174,45 +174,48 @@ def test_docs_pipeline_runs_from_the_installed_wheel(installed, docs_script, tmp
     assert result["metrics"]["gen_a"]["llm_requests"] == len(INSTRUCTIONS)
 
 
-def test_cli_runs_a_saved_yaml_from_the_installed_wheel(installed, docs_script, tmp_path) -> None:
+@pytest.fixture
+def saved_docs_pipeline(installed, docs_script, tmp_path):
+    """A local server, and the docs pipeline pointing at it saved as YAML by the installed package."""
     config = tmp_path / "pipeline.yaml"
-    output = tmp_path / "distiset"
     with OpenAICompatibleServer() as server:
         installed.run(
             [str(installed.python), str(docs_script), server.base_url, "save", str(config), json.dumps(INSTRUCTIONS)],
             tmp_path,
         )
-        result = installed.run(
-            [str(installed.bin_dir / "beam-distil"), "pipeline", "run", "--config", str(config),
-             "--param", "gen_a.llm.generation_kwargs.temperature=0.5", "--output", str(output)],
-            tmp_path / "cache",
-        )
-        bodies = server.requests
+        yield server, config
 
+
+def test_cli_runs_a_saved_yaml_from_the_installed_wheel(installed, saved_docs_pipeline, tmp_path) -> None:
+    server, config = saved_docs_pipeline
+    output = tmp_path / "distiset"
+
+    result = installed.run(
+        [str(installed.bin_dir / "beam-distil"), "pipeline", "run", "--config", str(config),
+         "--param", "gen_a.llm.generation_kwargs.temperature=0.5", "--output", str(output)],
+        tmp_path / "cache",
+    )
+
+    bodies = server.requests
     assert str(output) in result.stdout
     assert sorted(os.listdir(output)) == ["default", "distiset_configs"]
     assert {body["temperature"] for body in bodies if body["model"] == "model-a"} == {0.5}
     assert len(bodies) == 3 * len(INSTRUCTIONS)
 
 
-def test_flex_template_launcher_runs_from_the_installed_wheel(installed, docs_script, tmp_path) -> None:
-    config = tmp_path / "pipeline.yaml"
+def test_flex_template_launcher_runs_from_the_installed_wheel(installed, saved_docs_pipeline, tmp_path) -> None:
+    server, config = saved_docs_pipeline
     output_dir = tmp_path / "run"
-    with OpenAICompatibleServer() as server:
-        installed.run(
-            [str(installed.python), str(docs_script), server.base_url, "save", str(config), json.dumps(INSTRUCTIONS)],
-            tmp_path,
-        )
-        result = installed.run(
-            [str(installed.python), "-m", "beam_distil.flex_template", f"--pipeline_config={config}",
-             f"--output_dir={output_dir}", "--output_format=jsonl", f"--dead_letter_dir={tmp_path / 'dead'}",
-             "--runner=DirectRunner"],
-            tmp_path / "cache",
-        )
-        requests = server.request_count
+
+    result = installed.run(
+        [str(installed.python), "-m", "beam_distil.flex_template", f"--pipeline_config={config}",
+         f"--output_dir={output_dir}", "--output_format=jsonl", f"--dead_letter_dir={tmp_path / 'dead'}",
+         "--runner=DirectRunner"],
+        tmp_path / "cache",
+    )
 
     assert "pipeline launched, state DONE" in result.stdout
-    assert requests == 3 * len(INSTRUCTIONS)
+    assert server.request_count == 3 * len(INSTRUCTIONS)
     rows = [json.loads(line) for path in sorted((output_dir / "default").glob("*.jsonl")) for line in path.read_text().splitlines()]
     assert sorted(row["instruction"] for row in rows) == sorted(INSTRUCTIONS)
     assert (output_dir / "distiset_configs" / "README.md").exists()
