@@ -20,11 +20,14 @@ import hashlib
 import json
 import os
 import threading
-from typing import Any, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple
 
 from apache_beam.io.filesystems import FileSystems
 
-from beam_distil.models.base import FormattedInput, GenerateOutput, LLM
+from beam_distil.helpers import is_url
+
+if TYPE_CHECKING:
+    from beam_distil.models.base import FormattedInput, GenerateOutput, LLM
 
 CACHE_DIR_ENV_VAR = "BEAM_DISTIL_CACHE_DIR"
 
@@ -33,16 +36,12 @@ def default_cache_dir() -> str:
     return os.environ.get(CACHE_DIR_ENV_VAR) or os.path.join(os.path.expanduser("~"), ".cache", "beam_distil")
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path
-
-
 class ResponseCache:
     """Completions by key in ``directory`` (a local path or any ``FileSystems`` URL)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
-        self.is_local = _is_local(directory)
+        self.is_local = not is_url(directory)
         self._made_directories: Set[str] = set()
         # id -> (the client, its identity): holding the client keeps its id from being reused by another.
         self._identities: Dict[int, Tuple[LLM, str]] = {}
@@ -73,7 +72,7 @@ class ResponseCache:
     def get(self, key: str) -> Optional[GenerateOutput]:
         path = self._path(key)
         try:
-            if _is_local(path):
+            if not is_url(path):
                 with open(path, "rb") as file:
                     data = file.read()
             else:
@@ -86,7 +85,7 @@ class ResponseCache:
     def put(self, key: str, output: GenerateOutput) -> None:
         path = self._path(key)
         data = json.dumps(output, ensure_ascii=False).encode("utf-8")
-        if not _is_local(path):
+        if is_url(path):
             with FileSystems.create(path) as file:
                 file.write(data)
             return

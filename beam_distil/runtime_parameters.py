@@ -12,11 +12,12 @@ launched is *required*: validation fails before anything runs.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Dict, List, Optional, TypeVar, Union
 
 from pydantic import BaseModel
 from typing_extensions import Annotated, get_args, get_origin
+
+from beam_distil.helpers import did_you_mean
 
 _T = TypeVar("_T")
 _RUNTIME_PARAMETER_ANNOTATION = "beam_distil_runtime_parameter"
@@ -92,8 +93,7 @@ class RuntimeParametersMixin(BaseModel):
         problems: List[str] = []
         for name, value in runtime_parameters.items():
             if name not in known:
-                close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
-                hint = f" Did you mean {', '.join(repr(prefix + c) for c in close)}?" if close else ""
+                hint = did_you_mean(name, known, prefix=prefix)
                 problems.append(
                     f"unknown runtime parameter {prefix + name!r}.{hint} Known: {sorted(prefix + k for k in known)}"
                 )

@@ -30,12 +30,12 @@ not return. A generation whose candidate was blocked (a safety, recitation, bloc
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Dict, List, Optional, Union
 
 from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
+from beam_distil.helpers import secret_digest
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
@@ -116,8 +116,7 @@ class VertexAILLM(AsyncLLM):
 
     def client_fingerprint(self) -> str:
         # Different tokens must not share a client; the digest keeps the token itself out of the fingerprint.
-        token_digest = hashlib.sha256((self._token() or "").encode()).hexdigest()[:16]
-        return f"{super().client_fingerprint()}:{token_digest}"
+        return f"{super().client_fingerprint()}:{secret_digest(self._token() or '')}"
 
     def redact(self, text: str) -> str:
         token = self._token()

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from beam_distil.helpers import is_url
+
 if TYPE_CHECKING:
     from beam_distil.pipeline.pipeline import Pipeline
 
@@ -337,7 +339,7 @@ def draw(pipeline: "Pipeline", path: Optional[os.PathLike | str] = None, format:
 
 
 def _write(path: str, content: str) -> None:
-    if "://" not in path:
+    if not is_url(path):
         directory = os.path.dirname(path)
         if directory:
             os.makedirs(directory, exist_ok=True)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+from beam_distil.helpers import did_you_mean
 from beam_distil.models.base import LLM
 from beam_distil.steps.base import columns_as_dict
 from beam_distil.steps.tasks.base import Task
@@ -23,11 +23,6 @@ class PipelineValidationError(ValueError):
         super().__init__(f"Pipeline {pipeline_name!r} is not valid:\n{listed}")
 
 
-def _suggest(name: str, candidates: List[str]) -> str:
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
-    return f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-
-
 def _check_mappings(step: "_Step") -> List[str]:
     problems = []
     for attribute, columns in (("input_mappings", step.inputs), ("output_mappings", step.outputs)):
@@ -36,7 +31,7 @@ def _check_mappings(step: "_Step") -> List[str]:
             if column not in known:
                 problems.append(
                     f"Step {step.name!r}: {attribute} names {column!r}, which is not one of its"
-                    f" {attribute.split('_')[0]}s {known}.{_suggest(column, known)}"
+                    f" {attribute.split('_')[0]}s {known}.{did_you_mean(column, known)}"
                 )
     return problems
 
@@ -90,7 +85,7 @@ def _check_llm(step: "_Step", llm: LLM) -> List[str]:
     for key, value in (llm.generation_kwargs or {}).items():
         if key not in accepted:
             problems.append(
-                f"Step {step.name!r}: {type(llm).__name__} has no generation parameter {key!r}.{_suggest(key, accepted)}"
+                f"Step {step.name!r}: {type(llm).__name__} has no generation parameter {key!r}.{did_you_mean(key, accepted)}"
                 f" Accepted: {accepted}"
             )
             continue

@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from pydantic import Field, PrivateAttr
 
+from beam_distil.helpers import is_url
 from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.steps.base import GeneratorStep, GeneratorStepOutput
 
@@ -171,7 +172,7 @@ class LoadDataFromFileSystem(LoadDataFromHub):
 
     def _is_remote(self) -> bool:
         specs = self.data_files if isinstance(self.data_files, list) else [self.data_files]
-        return any("://" in str(spec) for spec in specs)
+        return any(is_url(str(spec)) for spec in specs)
 
     def _check_filetype(self) -> Optional[str]:
         if self.filetype is None:

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any, Dict, List, Optional
 
-from jinja2 import StrictUndefined, Template
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -45,12 +44,6 @@ Reply with one line per question and nothing else, in this format:
 [{{ loop.index }}] {{ instruction }}
 {%- endfor %}
 """
-
-
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 # "[2] Score: 3", also "**[2] Score:** 3", "[2] score = 3", "- [2] Score: 3.5".
@@ -120,7 +113,7 @@ class ComplexityScorer(Task):
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
         instructions = texts_column(input, "instructions")
-        return [{"role": "user", "content": _compile(TEMPLATE).render(instructions=instructions)}]
+        return [{"role": "user", "content": compile_template(TEMPLATE).render(instructions=instructions)}]
 
     def get_structured_output(self) -> Dict[str, Any]:
         """JSON answer: ``{"scores": [one integer per instruction, in order]}``."""

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any, Dict, Final, Literal, Optional
 
-from jinja2 import StrictUndefined, Template
 from pydantic import Field
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -76,12 +75,6 @@ TEMPLATE = """\
 """
 
 
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
-
-
 class GenerateSentencePair(Task):
     """Generates a ``positive`` sentence for each ``anchor`` and, with ``triplet``, a ``negative`` one.
 
@@ -114,13 +107,13 @@ class GenerateSentencePair(Task):
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
         anchor = string_column(input, "anchor")
-        system = _compile(SYSTEM_PROMPT).render(
+        system = compile_template(SYSTEM_PROMPT).render(
             triplet=self.triplet,
             context=bool(self.context),
             action_sentence=GENERATION_ACTION_SENTENCES[self.action],
             negative_style=NEGATIVE_STYLE["hard-negative" if self.hard_negative else "negative"],
         )
-        user = _compile(TEMPLATE).render(anchor=anchor, context=self.context or None)
+        user = compile_template(TEMPLATE).render(anchor=anchor, context=self.context or None)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def _empty(self) -> Dict[str, Any]:

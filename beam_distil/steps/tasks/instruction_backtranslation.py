@@ -17,11 +17,10 @@ References:
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any, Dict, Optional
 
-from jinja2 import StrictUndefined, Template
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -57,12 +56,6 @@ First explain briefly how you arrived at your rating, then write "Score: <rating
 """
 
 
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
-
-
 # "Score: 4", "**Score:** 4", "Score: 4/5", "score = [4]"; the digit must stand alone (not "Score: 10").
 _SCORE = re.compile(r"[*_]*\bscore\b[*_]*[ \t]*[:=][ \t*_\[(]*([1-5])(?!\d|\.\d)(?:[ \t]*/[ \t]*5)?", re.IGNORECASE)
 _REASON_LABEL = re.compile(r"^[#\s*_]*(?:reasoning|reason|explanation|rationale)[\s*_]*:[\s*_]*", re.IGNORECASE)
@@ -90,7 +83,7 @@ class InstructionBacktranslation(Task):
         return ["score", "reason", "model_name"]
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
-        content = _compile(TEMPLATE).render(
+        content = compile_template(TEMPLATE).render(
             instruction=string_column(input, "instruction"), generation=string_column(input, "generation")
         )
         return [{"role": "user", "content": content}]

@@ -25,12 +25,11 @@ References:
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any, Dict, Literal, Optional
 
-from jinja2 import StrictUndefined, Template
 from pydantic import Field, model_validator
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -146,12 +145,6 @@ rubric and not in general terms.
 ###Feedback: """
 
 
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
-
-
 _FEEDBACK_PREFIX = re.compile(r"^[#\s*_]*feedback[\s*_]*:[\s*_]*", re.IGNORECASE)
 _ABSOLUTE_RESULT = re.compile(r"^(?:score\s*:?\s*)?([1-5])(?:\s*/\s*5)?$", re.IGNORECASE)
 _RELATIVE_RESULT = re.compile(r"^(?:[Rr]esponse\s+)?([AB])$")
@@ -237,7 +230,7 @@ class PrometheusEval(Task):
             template, system = RELATIVE_TEMPLATE, RELATIVE_SYSTEM_PROMPT
         return [
             {"role": "system", "content": system},
-            {"role": "user", "content": _compile(template).render(**kwargs)},
+            {"role": "user", "content": compile_template(template).render(**kwargs)},
         ]
 
     def _parse_result(self, text: str) -> Any:

@@ -16,11 +16,10 @@ References:
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Dict, Optional
 
-from jinja2 import StrictUndefined, Template
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -44,12 +43,6 @@ Reply with one line per response and nothing else, in this format:
 [{{ loop.index }}] {{ response }}
 {%- endfor %}
 """
-
-
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 class QualityScorer(Task):
@@ -77,7 +70,7 @@ class QualityScorer(Task):
     def format_input(self, input: Dict[str, Any]) -> ChatType:
         instruction = string_column(input, "instruction")
         responses = texts_column(input, "responses", allow_none=True)
-        content = _compile(TEMPLATE).render(
+        content = compile_template(TEMPLATE).render(
             instruction=instruction, responses=[NO_ANSWER if r is None else r for r in responses]
         )
         return [{"role": "user", "content": content}]

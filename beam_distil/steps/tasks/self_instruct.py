@@ -14,12 +14,11 @@ References:
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Dict, Optional
 
-from jinja2 import StrictUndefined, Template
 from pydantic import Field, PositiveInt
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -49,12 +48,6 @@ related to the given context. Vary the verbs and the sentence structures, within
 # Answer format
 Write only the queries, one per line, with no numbering and nothing else.
 """
-
-
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
 
 
 class SelfInstruct(Task):
@@ -87,7 +80,7 @@ class SelfInstruct(Task):
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
         seed = string_column(input, "input")
-        content = _compile(TEMPLATE).render(
+        content = compile_template(TEMPLATE).render(
             input=seed,
             application_description=self.application_description,
             criteria_for_query_generation=self.criteria_for_query_generation,

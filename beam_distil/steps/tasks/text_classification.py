@@ -26,14 +26,13 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from functools import lru_cache
 from textwrap import indent
 from typing import Any, Dict, List, Optional, Union
 
 import apache_beam as beam
-from jinja2 import StrictUndefined, Template
 from pydantic import Field, PositiveInt
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -67,12 +66,6 @@ Give the labels as JSON, with no other text in your answer:
     "labels": {{ labels_format }}
 }
 ```"""
-
-
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined)
 
 
 _FENCED = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
@@ -182,7 +175,7 @@ with warnings.catch_warnings():
 
         def format_input(self, input: Dict[str, Any]) -> ChatType:
             text = string_column(input, "text")
-            content = _compile(TEMPLATE).render(
+            content = compile_template(TEMPLATE, keep_trailing_newline=False).render(
                 query_title=self.query_title,
                 default_label=self.default_label,
                 labels_message=self._labels_message(),

@@ -13,24 +13,18 @@ Example::
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Dict, List, Optional, Union
 
-from jinja2 import Environment, StrictUndefined, Template, meta
+from jinja2 import Environment, meta
 from pydantic import Field, model_validator
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
 from beam_distil.steps.tasks.input_checks import string_column
 
 _ROLES = {"system", "user", "assistant", "tool", "developer"}
-
-
-@lru_cache(maxsize=64)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined)
 
 
 def is_chat(value: Any) -> bool:
@@ -87,7 +81,7 @@ class TextGeneration(Task):
                 # A conversation in the single input column is sent as it is, as distilabel does.
                 return value
             values[column] = string_column(input, column)
-        messages: ChatType = [{"role": "user", "content": _compile(self.template).render(**values)}]
+        messages: ChatType = [{"role": "user", "content": compile_template(self.template, keep_trailing_newline=False).render(**values)}]
         system_prompt = input.get("system_prompt") or self.system_prompt
         if self.use_system_prompt and system_prompt:
             messages.insert(0, {"role": "system", "content": system_prompt})

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from typing import Any, Dict, List, Literal, Optional
 
-from jinja2 import StrictUndefined, Template
 from pydantic import Field
 
+from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -200,12 +199,6 @@ Texts:
 """
 
 
-@lru_cache(maxsize=4)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
-
-
 # "#### Output for Text 2" (any number of '#', optional bold / colon).
 _SECTION_HEADER = re.compile(r"^[ \t]*#*[ \t]*\**[ \t]*Output for Text[ \t]*(\d+)\**[ \t]*:?\**[ \t]*$", re.I | re.M)
 _FIELD = re.compile(r"^[ \t]*[*_]*(Type|Types|Rating|Rationale)[*_]*[ \t]*:[*_]*[ \t]*(.*)$", re.I | re.M)
@@ -305,7 +298,7 @@ class UltraFeedback(Task):
         criteria = _CRITERIA[self.aspect]
         if self.use_default_structured_output:
             criteria = {**criteria, "json_answer": True}
-        user = _compile(TEMPLATE).render(
+        user = compile_template(TEMPLATE).render(
             instruction=instruction,
             generations=[NO_ANSWER if g is None else g for g in generations],
             **criteria,
