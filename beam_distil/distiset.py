@@ -50,6 +50,8 @@ import fsspec
 import yaml
 from datasets import Dataset, DatasetDict
 
+from beam_distil.output_files import read_output_rows
+
 logger = logging.getLogger(__name__)
 
 #: Sub-folder holding the non-data files; the name is distilabel's, for compatibility.
@@ -79,11 +81,12 @@ class Distiset(dict):  # type: ignore[type-arg]
             tokens), as ``{step name: {counter: value}}``.
     """
 
-    # Class-level defaults rather than an `__init__` override: keyword arguments of
-    # `dict.__init__` are data, so `Distiset(pipeline_yaml=...)` would be ambiguous.
-    pipeline_yaml: Optional[str] = None
-    card_text: Optional[str] = None
-    statistics: "dict[str, dict[str, int]]" = {}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The arguments are dict's (subsets); the attributes are set afterwards, each instance its own.
+        super().__init__(*args, **kwargs)
+        self.pipeline_yaml: Optional[str] = None
+        self.card_text: Optional[str] = None
+        self.statistics: dict[str, dict[str, int]] = {}
 
     # ------------------------------------------------------------------ building
 
@@ -181,15 +184,12 @@ class Distiset(dict):  # type: ignore[type-arg]
             save_pipeline_config: Write ``pipeline.yaml`` (when `pipeline_yaml` is set).
         """
         path = os.fspath(distiset_path)
-        fs, _ = fsspec.core.url_to_fs(path, **(storage_options or {}))
         for name in self:
             _check_subset_name(name)
 
-        manifest: dict[str, list[str]] = {}
         for name, dataset_dict in self.items():
-            manifest[name] = list(dataset_dict)
-            # `datasets` cannot write a dataset without columns (it needs a schema), so
-            # such splits are only recorded in the manifest and recreated on load.
+            # `datasets` cannot write a dataset without columns (it needs a schema), so such splits are only
+            # recorded in the subsets manifest (written by `save_configs`) and recreated on load.
             storable = DatasetDict({s: ds for s, ds in dataset_dict.items() if ds.num_columns})
             if not storable:
                 continue
@@ -274,9 +274,7 @@ class Distiset(dict):  # type: ignore[type-arg]
             loaded: Union[Dataset, DatasetDict, None] = None
             if fs.glob(posixpath.join(fs_path, name, "part-*.parquet")) or fs.glob(posixpath.join(fs_path, name, "part-*.jsonl")):
                 # Rows written by the pipeline's own sink (`Pipeline.run(output_dir=...)`), in row-id order.
-                from beam_distil.beam.leaf_output import read_leaf_rows
-
-                loaded = _rows_to_dataset(name, [row for _, row in read_leaf_rows(subset_path)])
+                loaded = _rows_to_dataset(name, [row for _, row in read_output_rows(subset_path)])
             elif fs.isdir(posixpath.join(fs_path, name)):
                 loaded = datasets.load_from_disk(
                     subset_path, keep_in_memory=keep_in_memory, storage_options=storage_options

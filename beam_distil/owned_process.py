@@ -1,6 +1,6 @@
 """Start-up tuning for the processes the project owns: the ``beam-distil`` command, the Flex Template
-launcher and the recipes in ``pipelines/``. Never applied by ``import beam_distil``: a user's own Beam job
-keeps its garbage collector as it set it.
+launcher and the recipes in ``pipelines/`` (those after their imports, at the start of ``__main__``). Never
+applied by ``import beam_distil``: a user's own Beam job keeps its garbage collector as it set it.
 
 Importing Apache Beam creates about a million long-lived objects. The garbage collector would walk them all
 several times while they are made, and again in every full collection of the run; and Python's collection at

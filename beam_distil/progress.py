@@ -1,10 +1,16 @@
 """Live progress of a local run: rows in and out, requests in flight, tokens, failures, rate and ETA per step.
 
-Steps running in the launching process (``FnApiRunner`` in-memory or multi-threading) report to a
-process-wide board; a reporter thread redraws it on stderr about once a second. It is on when stderr is a
-terminal (``Pipeline.run(show_progress=...)`` decides otherwise). Worker processes (``multi_processing``,
-Dataflow) don't share the board: there the same counts are Beam Metrics (``rows_in``, ``rows_out``,
-``llm_requests``, ``llm_failures``, ``input_tokens``, ``output_tokens`` per step), shown in the runner's UI.
+Each run that shows progress has its own board, owned by its ``ProgressReporter``, which redraws it on stderr
+about once a second. It is on when stderr is a terminal (``Pipeline.run(show_progress=...)`` decides
+otherwise). The run's DoFns carry the board's id and ``report`` to it; they find it only in the launching
+process (``FnApiRunner`` in-memory or multi-threading). Elsewhere (``multi_processing`` workers, Dataflow) and
+in runs without progress, ``report`` finds no board and returns at once, without taking a lock: there the same
+counts are Beam Metrics (``rows_in``, ``rows_out``, ``llm_requests``, ``llm_failures``, ``input_tokens``,
+``output_tokens`` per step), shown in the runner's UI::
+
+    with ProgressReporter(["load", "gen"], totals={"load": 100}) as reporter:
+        build_beam_graph(..., progress_board_id=reporter.board_id)   # DoFns: report(board_id, step, ...)
+        beam_pipeline.run()
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, TextIO
 
@@ -30,15 +37,11 @@ class StepProgress:
 
 
 class ProgressBoard:
-    """Counters per step, updated from any thread of the process."""
+    """One run's counters per step, updated from any thread of the process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._steps: Dict[str, StepProgress] = {}
-
-    def reset(self) -> None:
-        with self._lock:
-            self._steps = {}
 
     def add(self, step: str, **deltas: int) -> None:
         with self._lock:
@@ -51,7 +54,16 @@ class ProgressBoard:
             return {name: StepProgress(**{c: getattr(p, c) for c in _COUNTERS}, started=p.started) for name, p in self._steps.items()}
 
 
-board = ProgressBoard()
+# The boards of the runs showing progress in this process, by id, so that DoFns (which travel pickled) find
+# theirs. Empty outside such runs.
+_boards: Dict[str, ProgressBoard] = {}
+
+
+def report(board_id: Optional[str], step: str, **deltas: int) -> None:
+    """Adds ``deltas`` to ``step``'s counters on board ``board_id``, if that board is in this process."""
+    board = _boards.get(board_id) if board_id is not None else None
+    if board is not None:
+        board.add(step, **deltas)
 
 
 def render(steps: List[str], snapshot: Dict[str, StepProgress], totals: Dict[str, int], now: float) -> List[str]:
@@ -84,6 +96,8 @@ class ProgressReporter:
     """Redraws the board on ``stream`` every ``interval`` seconds until stopped."""
 
     def __init__(self, steps: List[str], totals: Dict[str, int], stream: Optional[TextIO] = None, interval: float = 1.0) -> None:
+        self.board = ProgressBoard()
+        self.board_id = uuid.uuid4().hex
         self._steps = steps
         self._totals = totals
         self._stream = stream or sys.stderr
@@ -93,7 +107,7 @@ class ProgressReporter:
         self._drawn = 0
 
     def __enter__(self) -> "ProgressReporter":
-        board.reset()
+        _boards[self.board_id] = self.board
         self._thread.start()
         return self
 
@@ -101,13 +115,14 @@ class ProgressReporter:
         self._stop.set()
         self._thread.join(timeout=5)
         self._draw()
+        _boards.pop(self.board_id, None)
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
             self._draw()
 
     def _draw(self) -> None:
-        lines = render(self._steps, board.snapshot(), self._totals, time.monotonic())
+        lines = render(self._steps, self.board.snapshot(), self._totals, time.monotonic())
         # Move back over the previous drawing and overwrite it in place.
         prefix = f"\x1b[{self._drawn}F" if self._drawn else ""
         self._stream.write(prefix + "".join(f"\x1b[2K{line}\n" for line in lines))

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_distil import progress
-from beam_distil.beam.rows import KeyedRow
-from beam_distil.steps.base import GeneratorStep
+from beam_distil.rows import KeyedRow
+
+if TYPE_CHECKING:
+    from beam_distil.steps.base import GeneratorStep
 
 
 class _GenerateDoFn(beam.DoFn):
-    def __init__(self, step: GeneratorStep, row_limit: Optional[int]) -> None:
+    def __init__(self, step: "GeneratorStep", row_limit: Optional[int], progress_board_id: Optional[str]) -> None:
         self._step = step
         self._row_limit = row_limit
+        self._progress_board_id = progress_board_id
         self._rows_out = Metrics.counter(step.name, "rows_out")
 
     def setup(self) -> None:
@@ -24,13 +27,15 @@ class _GenerateDoFn(beam.DoFn):
     def process(self, _: Any) -> Iterator[KeyedRow]:
         index = 0
         for rows, _last_batch in self._step.process(offset=0):
+            if self._row_limit is not None:
+                rows = rows[: max(self._row_limit - index, 0)]
             for row in rows:
-                if self._row_limit is not None and index >= self._row_limit:
-                    return
-                yield (index,), self._step._rename_outputs(row)
+                yield (index,), self._step.rename_outputs(row)
                 index += 1
-                self._rows_out.inc()
-                progress.board.add(self._step.name, rows_out=1)
+            self._rows_out.inc(len(rows))
+            progress.report(self._progress_board_id, self._step.name, rows_out=len(rows))
+            if self._row_limit is not None and index >= self._row_limit:
+                return
 
     def teardown(self) -> None:
         self._step.unload()
@@ -43,15 +48,18 @@ class GenerateRows(beam.PTransform):
     after it lets the following steps run in parallel instead of fused into that single call.
     """
 
-    def __init__(self, step: GeneratorStep, row_limit: Optional[int] = None) -> None:
+    def __init__(
+        self, step: "GeneratorStep", row_limit: Optional[int] = None, progress_board_id: Optional[str] = None
+    ) -> None:
         super().__init__()
         self._step = step
         self._row_limit = row_limit
+        self._progress_board_id = progress_board_id
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
             pbegin
             | "Start" >> beam.Impulse()
-            | "Generate" >> beam.ParDo(_GenerateDoFn(self._step, self._row_limit))
+            | "Generate" >> beam.ParDo(_GenerateDoFn(self._step, self._row_limit, self._progress_board_id))
             | "Spread" >> beam.Reshuffle()
         )

@@ -26,15 +26,20 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ContextManager, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
-from beam_distil.beam.collect import read_keyed_rows
-from beam_distil.beam.leaf_output import read_leaf_rows
-from beam_distil.beam.runner import BeamOptions, is_local, make_beam_pipeline, to_pipeline_options
+from beam_distil.beam.runner import (
+    BeamOptions,
+    harmless_worker_warnings_hidden,
+    is_local,
+    make_beam_pipeline,
+    to_pipeline_options,
+)
+from beam_distil.beam.scratch_rows import read_scratch_rows
 from beam_distil.beam.translate import build_beam_graph
 from beam_distil.cache import CACHE_DIR_ENV_VAR, default_cache_dir
 from beam_distil.distiset import (
@@ -44,6 +49,9 @@ from beam_distil.distiset import (
     Distiset,
     subset_names,
 )
+from beam_distil.helpers import is_url, to_text
+from beam_distil.output_files import read_output_rows
+from beam_distil.progress import ProgressReporter
 from beam_distil.run_summary import counters_by_step, report_summary
 
 if TYPE_CHECKING:
@@ -125,6 +133,7 @@ def launch(
             write_output_configs(output_dir, list(subsets.values()), pipeline_yaml)
         else:
             directories = {leaf: FileSystems.join(scratch, leaf) for leaf in leaves}
+        reporter = _progress_reporter(pipeline, show_progress, pipeline_options, row_limit)
         beam_pipeline = make_beam_pipeline(pipeline_options)
         build_beam_graph(
             beam_pipeline,
@@ -135,16 +144,18 @@ def launch(
             cache_dir=cache_dir_for(pipeline, pipeline_options) if use_cache else None,
             dead_letter_dir=dead_letter_dir,
             output_format=output_format if output_dir is not None else None,
+            progress_board_id=reporter.board_id if reporter is not None else None,
         )
         logger.info("Running pipeline %r with %d steps", pipeline.name, len(pipeline.dag.steps))
-        with _progress(pipeline, show_progress, pipeline_options, row_limit):
+        quiet_workers = harmless_worker_warnings_hidden() if local else contextlib.nullcontext()
+        with reporter or contextlib.nullcontext(), quiet_workers:
             result = beam_pipeline.run()
             if not (local or wait_for_remote):
                 logger.info("Pipeline %r submitted, state %s; not waiting for it", pipeline.name, result.state)
                 return LaunchResult(result)
             result.wait_until_finish()
         metrics = counters_by_step(result)
-        read = read_leaf_rows if output_dir is not None else read_keyed_rows
+        read = read_output_rows if output_dir is not None else read_scratch_rows
         rows = {leaf: [row for _, row in read(directory)] for leaf, directory in directories.items()}
     distiset = Distiset.from_rows(rows, pipeline_yaml=pipeline_yaml)
     distiset.statistics = metrics
@@ -173,11 +184,9 @@ def cache_dir_for(pipeline: "Pipeline", options: PipelineOptions) -> str:
 def pipeline_yaml_or_none(pipeline: "Pipeline") -> Optional[str]:
     """The pipeline as YAML for the Distiset's ``pipeline.yaml``; ``None`` when a part can't be saved (a user's
     routing function defined inside a function, say), which must not cost the run its results."""
-    from beam_distil.pipeline.serialization import PipelineSerializationError, to_text
-
     try:
         return to_text(pipeline.dump(), "yaml")
-    except (PipelineSerializationError, TypeError, ValueError) as error:
+    except (TypeError, ValueError) as error:  # PipelineSerializationError is a ValueError
         logger.warning("Pipeline %r: the Distiset gets no pipeline.yaml: %s", pipeline.name, error)
         return None
 
@@ -188,7 +197,7 @@ def write_output_configs(output_dir: str, subsets: List[str], pipeline_yaml: Opt
     Through Beam's ``FileSystems``, so a ``gs://`` output needs nothing more than the runner does.
     """
     config_dir = FileSystems.join(output_dir, DISTISET_CONFIG_FOLDER)
-    if "://" not in output_dir:
+    if not is_url(output_dir):
         os.makedirs(config_dir, exist_ok=True)
     files = {SUBSETS_FILENAME: json.dumps({"subsets": {name: ["train"] for name in subsets}}, indent=2)}
     if pipeline_yaml is not None:
@@ -198,25 +207,21 @@ def write_output_configs(output_dir: str, subsets: List[str], pipeline_yaml: Opt
             file.write(text.encode("utf-8"))
 
 
-def _progress(
+def _progress_reporter(
     pipeline: "Pipeline", show: Optional[bool], options: PipelineOptions, row_limit: Optional[int]
-) -> ContextManager[Any]:
-    """A live progress reporter for this run, or a no-op when it would have nothing to show."""
-    from beam_distil.progress import ProgressReporter
-
+) -> Optional[ProgressReporter]:
+    """This run's live progress reporter, or ``None`` when it would have nothing to show."""
     in_process = is_local(options) and options.view_as(DirectOptions).direct_running_mode != "multi_processing"
     if show is None:
         show = sys.stderr.isatty()
     if not (show and in_process):
-        return contextlib.nullcontext()
+        return None
     steps = list(pipeline.dag.topological_order())
     return ProgressReporter(steps, _expected_rows(pipeline, steps, row_limit))
 
 
 def _expected_rows(pipeline: "Pipeline", steps: List[str], row_limit: Optional[int]) -> Dict[str, int]:
     """How many rows each step will output, where that is known before running (for the ETA)."""
-    from beam_distil.steps.tasks.base import Task
-
     totals: Dict[str, int] = {}
     routed = {name for routing in pipeline.routing.values() for name in routing.downstream}
     for name in steps:
@@ -228,7 +233,7 @@ def _expected_rows(pipeline: "Pipeline", steps: List[str], row_limit: Optional[i
             continue
         known = {totals.get(predecessor) for predecessor in pipeline.dag.predecessors(name)}
         expands = step.changes_row_count or step.is_global or (
-            isinstance(step, Task) and step.num_generations > 1 and not step.group_generations
+            step.is_task and step.num_generations > 1 and not step.group_generations
         )
         if len(known) == 1 and None not in known and not expands and name not in routed:
             totals[name] = known.pop()

@@ -1,4 +1,6 @@
-"""Leaf rows as Parquet or JSON Lines files in an output directory, written by the Beam job itself.
+"""The sink that writes a run's results for the user: each leaf step's rows as Parquet or JSON Lines files in
+the output directory, written by the Beam job itself (``Pipeline.run(output_dir=...)``; see
+``beam_distil.output_files`` for the layout and how it is read back).
 
 Every leaf step gets ``<output_dir>/<leaf>/part-SSSSS-of-NNNNN.parquet`` (or ``.jsonl``), through Beam's
 file-based sink, so files are committed only when their bundle succeeds and any ``FileSystems`` path works
@@ -22,9 +24,9 @@ from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_distil.beam.rows import KeyedRow
+from beam_distil.rows import KeyedRow
+from beam_distil.output_files import ROW_ID_COLUMN
 
-ROW_ID_COLUMN = "_row_id"
 _BATCH = 512
 
 
@@ -155,7 +157,7 @@ class _ParquetRowsSink(filebasedsink.FileBasedSink):
         shard.close()
 
 
-class WriteLeafRows(beam.PTransform):
+class WriteOutputFiles(beam.PTransform):
     """Writes ``(row_id, row)`` elements to ``directory`` as ``"parquet"`` or ``"jsonl"`` files."""
 
     def __init__(self, directory: str, output_format: str = "parquet") -> None:
@@ -179,21 +181,3 @@ class WriteLeafRows(beam.PTransform):
             | "WithSchema" >> beam.Map(lambda record, schema: (schema, record), beam.pvalue.AsSingleton(schema))
             | "Write" >> beam.io.Write(_ParquetRowsSink(self._prefix))
         )
-
-
-def read_leaf_rows(directory: str) -> List[KeyedRow]:
-    """The rows ``WriteLeafRows`` wrote into ``directory`` (either format), ordered by row id."""
-    keyed: List[KeyedRow] = []
-    for suffix in (".parquet", ".jsonl"):
-        matches = FileSystems.match([FileSystems.join(directory, f"*{suffix}")])[0].metadata_list
-        for metadata in sorted(matches, key=lambda m: m.path):
-            with FileSystems.open(metadata.path) as file:
-                if suffix == ".parquet":
-                    records = pq.read_table(file).to_pylist()
-                else:
-                    records = [json.loads(line) for line in file.read().decode("utf-8").splitlines() if line.strip()]
-            for record in records:
-                row_id = tuple(record.pop(ROW_ID_COLUMN))
-                keyed.append((row_id, record))
-    keyed.sort(key=lambda element: element[0])
-    return keyed

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, List
+from typing import TYPE_CHECKING, Dict, Iterator, List
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import TaggedOutput
 
-from beam_distil.beam.rows import KeyedRow
-from beam_distil.pipeline.routing import RoutingBatchFunction
+from beam_distil.rows import KeyedRow
+
+if TYPE_CHECKING:
+    from beam_distil.pipeline.routing import RoutingBatchFunction
 
 _MAX_REMEMBERED_BATCHES = 4096
 
 
 class _RouteDoFn(beam.DoFn):
-    def __init__(self, upstream: str, routing: RoutingBatchFunction, downstream: List[str], batch_size: int) -> None:
+    def __init__(self, upstream: str, routing: "RoutingBatchFunction", downstream: List[str], batch_size: int) -> None:
         self._upstream = upstream
         self._routing = routing
         self._downstream = downstream
@@ -43,7 +45,7 @@ class _RouteDoFn(beam.DoFn):
 class RouteBatches(beam.PTransform):
     """Splits ``(row_id, row)`` elements into one output per downstream step, batch by batch."""
 
-    def __init__(self, upstream: str, routing: RoutingBatchFunction, downstream: List[str], batch_size: int) -> None:
+    def __init__(self, upstream: str, routing: "RoutingBatchFunction", downstream: List[str], batch_size: int) -> None:
         super().__init__()
         self._dofn = _RouteDoFn(upstream, routing, downstream, batch_size)
         self._downstream = downstream

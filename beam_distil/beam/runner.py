@@ -7,14 +7,16 @@ bound, and the stock ``DirectRunner`` would first try to download the Prism runn
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 BeamOptions = Union[PipelineOptions, Sequence[str], Dict[str, Any], None]
+
 
 class _HarmlessWorkerWarnings(logging.Filter):
     """Drops the warning every local worker process logs at start-up (no semi-persistent directory is normal
@@ -24,7 +26,17 @@ class _HarmlessWorkerWarnings(logging.Filter):
         return "No semi_persistent_directory found" not in record.getMessage()
 
 
-logging.getLogger("apache_beam.runners.portability.local_job_service").addFilter(_HarmlessWorkerWarnings())
+@contextlib.contextmanager
+def harmless_worker_warnings_hidden() -> Iterator[None]:
+    """While a local run lasts, hides the start-up warning of each of its worker processes; the logger is left
+    as it was afterwards."""
+    beam_logger = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    hidden = _HarmlessWorkerWarnings()
+    beam_logger.addFilter(hidden)
+    try:
+        yield
+    finally:
+        beam_logger.removeFilter(hidden)
 
 _LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner", "prismrunner"}
 

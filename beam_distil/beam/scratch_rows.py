@@ -1,4 +1,5 @@
-"""Bringing a leaf step's rows back to the launching process after a local run.
+"""Scratch files that bring a leaf step's rows back to the launching process after a run without
+``output_dir`` (the rows then reach the user only through the returned Distiset; the files are removed).
 
 Each leaf writes ``(row_id, row)`` through Beam's text sink, which commits its files only when a bundle
 succeeds (a retried bundle leaves no duplicates). Lines are pickled, base64-encoded, so every Python value a
@@ -14,7 +15,7 @@ from typing import List
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_distil.beam.rows import KeyedRow
+from beam_distil.rows import KeyedRow
 
 _SUFFIX = ".rows"
 
@@ -23,7 +24,7 @@ def _encode(keyed: KeyedRow) -> str:
     return base64.b64encode(pickle.dumps(keyed, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
 
 
-class WriteKeyedRows(beam.PTransform):
+class WriteScratchRows(beam.PTransform):
     """Writes ``(row_id, row)`` elements into ``directory`` (a local path or any ``FileSystems`` URL)."""
 
     def __init__(self, directory: str) -> None:
@@ -38,8 +39,8 @@ class WriteKeyedRows(beam.PTransform):
         )
 
 
-def read_keyed_rows(directory: str) -> List[KeyedRow]:
-    """Every ``(row_id, row)`` written by ``WriteKeyedRows`` into ``directory``, ordered by row id."""
+def read_scratch_rows(directory: str) -> List[KeyedRow]:
+    """Every ``(row_id, row)`` written by ``WriteScratchRows`` into ``directory``, ordered by row id."""
     keyed: List[KeyedRow] = []
     pattern = FileSystems.join(directory, f"*{_SUFFIX}")
     for metadata in sorted(FileSystems.match([pattern])[0].metadata_list, key=lambda m: m.path):

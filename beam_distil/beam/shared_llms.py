@@ -2,6 +2,14 @@
 
 Beam makes a DoFn instance per thread and per stage; each calling ``load()`` would open its own connection pool
 and its own concurrency cap, so ``max_concurrency`` would no longer bound what a process sends.
+
+Why not ``apache_beam.utils.shared.Shared``: it keeps an object alive only while DoFn instances hold it, so a
+client could be dropped and made again between stages, losing its connections and its adaptive concurrency
+limit; and a native model (llama.cpp) must be unloaded explicitly. Here a client lives as long as its process,
+is shared by every task with the same configuration (one cap per configuration, as documented), and is
+unloaded at exit::
+
+    client = acquire(task.llm)   # in DoFn.setup; the same object for every equal configuration in the process
 """
 
 from __future__ import annotations

@@ -9,22 +9,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_distil import progress
-from beam_distil.beam.rows import KeyedRow, Row, RowId, child_ids
+from beam_distil.rows import KeyedRow, Row, RowId, child_ids
 from beam_distil.beam.task_dofn import DEAD_LETTER_TAG, TaskDoFn
-from beam_distil.steps.base import _Step
-from beam_distil.steps.tasks.base import Task
+
+if TYPE_CHECKING:
+    from beam_distil.steps.base import _Step
+    from beam_distil.steps.tasks.base import Task
 
 JoinedRow = Tuple[RowId, Tuple[Tuple[str, ...], List[Row]]]
 """A joined element: row id, and the names of the predecessors that had the row with their rows."""
 
 
-def _run_process(step: _Step, row_ids: Sequence[RowId], inputs: List[List[Row]]) -> Iterator[KeyedRow]:
+def _run_process(step: "_Step", row_ids: Sequence[RowId], inputs: List[List[Row]]) -> Iterator[KeyedRow]:
     """Calls ``step.process`` and gives each output row an id.
 
     A step that keeps one row per input (the default) is called on the whole batch and the i-th output continues
@@ -59,9 +61,10 @@ def _split_by_sources(elements: Sequence[Any], joined: bool) -> Iterator[Tuple[L
 
 
 class _StepDoFn(beam.DoFn):
-    def __init__(self, step: _Step, joined: bool) -> None:
+    def __init__(self, step: "_Step", joined: bool, progress_board_id: Optional[str]) -> None:
         self._step = step
         self._joined = joined
+        self._progress_board_id = progress_board_id
         self._rows_in = Metrics.counter(step.name, "rows_in")
         self._rows_out = Metrics.counter(step.name, "rows_out")
 
@@ -76,7 +79,7 @@ class _StepDoFn(beam.DoFn):
                 self._rows_out.inc()
                 produced += 1
                 yield keyed
-        progress.board.add(self._step.name, rows_in=len(batch), rows_out=produced)
+        progress.report(self._progress_board_id, self._step.name, rows_in=len(batch), rows_out=produced)
 
     def teardown(self) -> None:
         self._step.unload()
@@ -94,7 +97,7 @@ class _GlobalStepDoFn(_StepDoFn):
             # outputs are new rows numbered in the order it returned them.
             ids = row_ids if len(outputs) == len(row_ids) else [(index,) for index in range(len(outputs))]
             self._rows_out.inc(len(outputs))
-            progress.board.add(self._step.name, rows_in=len(row_ids), rows_out=len(outputs))
+            progress.report(self._progress_board_id, self._step.name, rows_in=len(row_ids), rows_out=len(outputs))
             yield from zip(ids, outputs)
 
 
@@ -120,14 +123,22 @@ class JoinOnRowId(beam.PTransform):
 class StepOnKeyedRows(beam.PTransform):
     """``step`` on ``(row_id, row)`` elements (or ``JoinedRow`` elements when ``joined``).
 
-    ``cache_dir`` is the response cache of a Task (``None``: no cache).
+    ``cache_dir`` is the response cache of a Task (``None``: no cache). ``progress_board_id`` names the live
+    progress board of the run (``beam_distil.progress``), if it shows one.
     """
 
-    def __init__(self, step: _Step, joined: bool = False, cache_dir: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        step: "_Step",
+        joined: bool = False,
+        cache_dir: Optional[str] = None,
+        progress_board_id: Optional[str] = None,
+    ) -> None:
         super().__init__()
         self._step = step
         self._joined = joined
         self._cache_dir = cache_dir
+        self._progress_board_id = progress_board_id
         self.dead_letters: Optional[beam.PCollection] = None
         """After expansion, a Task's failed rows (``DEAD_LETTER_TAG`` records); ``None`` for other steps."""
 
@@ -142,19 +153,19 @@ class StepOnKeyedRows(beam.PTransform):
             return (
                 pcoll
                 | "CollectAll" >> beam.combiners.ToList()
-                | "Process" >> beam.ParDo(_GlobalStepDoFn(step, self._joined))
+                | "Process" >> beam.ParDo(_GlobalStepDoFn(step, self._joined, self._progress_board_id))
                 | "Spread" >> beam.Reshuffle()
             )
         batches = pcoll | "Batch" >> beam.BatchElements(
             min_batch_size=step.input_batch_size, max_batch_size=step.input_batch_size
         )
-        if isinstance(step, Task):
-            outputs = batches | "Process" >> beam.ParDo(TaskDoFn(step, self._cache_dir)).with_outputs(
+        if step.is_task:
+            outputs = batches | "Process" >> beam.ParDo(TaskDoFn(step, self._cache_dir, progress_board_id=self._progress_board_id)).with_outputs(
                 DEAD_LETTER_TAG, main="rows"
             )
             self.dead_letters = outputs[DEAD_LETTER_TAG]
             return outputs["rows"]
-        return batches | "Process" >> beam.ParDo(_StepDoFn(step, self._joined))
+        return batches | "Process" >> beam.ParDo(_StepDoFn(step, self._joined, self._progress_board_id))
 
 
 class TaskWithDeadLetters(beam.PTransform):
@@ -164,7 +175,7 @@ class TaskWithDeadLetters(beam.PTransform):
     row is in ``rows`` too (with ``None`` outputs), so nothing is lost either way.
     """
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: "Task") -> None:
         super().__init__(label=task.name)
         self._task = task
 
@@ -174,7 +185,7 @@ class TaskWithDeadLetters(beam.PTransform):
         return out | "DropRowIds" >> beam.Values(), step.dead_letters
 
 
-def apply_step_to_rows(step: _Step, rows: beam.PCollection) -> beam.PCollection:
+def apply_step_to_rows(step: "_Step", rows: beam.PCollection) -> beam.PCollection:
     """Beam-native use of a step on a ``PCollection`` of dict rows (see ``_Step.expand``)."""
     return (
         rows

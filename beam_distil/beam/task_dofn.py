@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 from dataclasses import dataclass
-from typing import Any, Deque, Iterator, List, Optional
+from typing import TYPE_CHECKING, Deque, Iterator, List, Optional
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -22,11 +22,16 @@ from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_distil import progress
-from beam_distil.beam import event_loop, shared_llms
-from beam_distil.beam.rows import KeyedRow, RowId, child_ids
+from beam_distil.beam import shared_llms
+from beam_distil.beam.llm_calls import RowResult
+from beam_distil.rows import KeyedRow, RowId, child_ids
+from beam_distil.beam.task_engine import generate_batch
 from beam_distil.cache import ResponseCache
+from beam_distil.models import event_loop
 from beam_distil.models.base import AsyncLLM
-from beam_distil.steps.tasks.base import RowResult, Task, metadata_as_dict
+
+if TYPE_CHECKING:
+    from beam_distil.steps.tasks.base import Task
 
 
 DEAD_LETTER_TAG = "dead_letters"
@@ -47,10 +52,17 @@ class TaskDoFn(beam.DoFn):
     With ``cache_dir``, completions are read from and written to the response cache there.
     """
 
-    def __init__(self, task: Task, cache_dir: Optional[str] = None, max_requests_in_flight: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        task: "Task",
+        cache_dir: Optional[str] = None,
+        max_requests_in_flight: Optional[int] = None,
+        progress_board_id: Optional[str] = None,
+    ) -> None:
         self._task = task
         self._cache_dir = cache_dir
         self._max_requests_in_flight = max_requests_in_flight
+        self._progress_board_id = progress_board_id
         name = task.name
         self._rows_in = Metrics.counter(name, "rows_in")
         self._rows_out = Metrics.counter(name, "rows_out")
@@ -82,12 +94,12 @@ class TaskDoFn(beam.DoFn):
         window: BoundedWindow = beam.DoFn.WindowParam,
         timestamp: Timestamp = beam.DoFn.TimestampParam,
     ) -> Iterator[WindowedValue]:
-        rows = self._task._rename_inputs([row for _, row in batch])
-        future = event_loop.submit(self._task.agenerate_batch(rows, self._client, self._cache))
+        rows = self._task.rename_inputs([row for _, row in batch])
+        future = event_loop.submit(generate_batch(self._task, rows, self._client, self._cache))
         self._pending.append(_PendingBatch([row_id for row_id, _ in batch], future, window, timestamp))
         self._rows_pending += len(batch)
         self._rows_in.inc(len(batch))
-        progress.board.add(self._task.name, rows_in=len(batch), in_flight=len(batch))
+        progress.report(self._progress_board_id, self._task.name, rows_in=len(batch), in_flight=len(batch))
         yield from self._emit_finished(wait_for_all=False)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
@@ -101,19 +113,16 @@ class TaskDoFn(beam.DoFn):
                 return
             self._pending.popleft()
             self._rows_pending -= len(head.row_ids)
-            progress.board.add(self._task.name, in_flight=-len(head.row_ids))
+            progress.report(self._progress_board_id, self._task.name, in_flight=-len(head.row_ids))
             for row_id, result in zip(head.row_ids, head.future.result()):
                 self._count(result)
-                rows = [self._task._rename_outputs(row) for row in result.rows]
+                rows = [self._task.rename_outputs(row) for row in result.rows]
                 for output_id, row in zip(child_ids(row_id, len(rows)), rows):
                     yield WindowedValue((output_id, row), head.timestamp, (head.window,))
                     if result.failed:
                         # The row also stays in the main output; this copy is for whoever reruns the failures.
-                        record = {"step": self._task.name, "row_id": list(output_id), "error": self._error_of(row), "row": row}
+                        record = {"step": self._task.name, "row_id": list(output_id), "error": result.error, "row": row}
                         yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(record, head.timestamp, (head.window,)))
-
-    def _error_of(self, row: dict) -> Any:
-        return metadata_as_dict(row.get("distilabel_metadata")).get(f"error_{self._task.name}")
 
     def _count(self, result: RowResult) -> None:
         # Metrics live in the Beam thread's context, so they are counted here, not on the event loop.
@@ -122,8 +131,9 @@ class TaskDoFn(beam.DoFn):
         self._input_tokens.inc(result.input_tokens)
         self._output_tokens.inc(result.output_tokens)
         self._retries.inc(result.retries)
-        self._cache_hits.inc(int(result.cache_hit))
-        progress.board.add(
+        self._cache_hits.inc(result.cache_hits)
+        progress.report(
+            self._progress_board_id,
             self._task.name,
             rows_out=len(result.rows),
             input_tokens=result.input_tokens,

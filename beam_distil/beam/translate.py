@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Dict, List, Optional
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam_distil.beam.collect import WriteKeyedRows
 from beam_distil.beam.generator_source import GenerateRows
-from beam_distil.beam.leaf_output import WriteLeafRows
+from beam_distil.beam.output_sink import WriteOutputFiles
 from beam_distil.beam.route_batches import RouteBatches
+from beam_distil.beam.scratch_rows import WriteScratchRows
 from beam_distil.beam.step_transforms import JoinOnRowId, StepOnKeyedRows
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ def build_beam_graph(
     cache_dir: Optional[str] = None,
     dead_letter_dir: Optional[str] = None,
     output_format: Optional[str] = None,
+    progress_board_id: Optional[str] = None,
 ) -> Dict[str, beam.PCollection]:
     """Applies every step to ``beam_pipeline`` and writes each leaf's rows to its directory.
 
@@ -41,7 +42,8 @@ def build_beam_graph(
     generator emits (``dry_run``). ``cache_dir`` is the response cache of the tasks that use it (``None``: off).
     ``dead_letter_dir`` receives every task's failed rows as JSON lines. ``output_format`` (``"parquet"`` or
     ``"jsonl"``) writes the leaves as user-facing files; ``None`` writes the lossless scratch format read back
-    by a local run. Returns each step's output.
+    by a local run. ``progress_board_id`` is the run's live progress board (``beam_distil.progress``), if it
+    shows one. Returns each step's output.
     """
     routing = routing or {}
     outputs: Dict[str, beam.PCollection] = {}
@@ -61,23 +63,23 @@ def build_beam_graph(
         step = dag.steps[name]
         predecessors = dag.predecessors(name)
         if step.is_generator:
-            outputs[name] = beam_pipeline | name >> GenerateRows(step, row_limit)
+            outputs[name] = beam_pipeline | name >> GenerateRows(step, row_limit, progress_board_id)
         elif len(predecessors) == 1:
-            transform = StepOnKeyedRows(step, cache_dir=step_cache(step))
+            transform = StepOnKeyedRows(step, cache_dir=step_cache(step), progress_board_id=progress_board_id)
             outputs[name] = rows_from(predecessors[0], name) | name >> transform
             if transform.dead_letters is not None:
                 dead_letters.append(transform.dead_letters)
         else:
             branches = {predecessor: rows_from(predecessor, name) for predecessor in predecessors}
             joined = branches | f"{name}.join" >> JoinOnRowId(predecessors)
-            outputs[name] = joined | name >> StepOnKeyedRows(step, joined=True)
+            outputs[name] = joined | name >> StepOnKeyedRows(step, joined=True, progress_board_id=progress_board_id)
         if name in routing:
             function = routing[name]
             routed[name] = outputs[name] | f"{name}.route" >> RouteBatches(
                 name, function, function.downstream, routing_batch_size(step)
             )
     for leaf, directory in leaf_directories.items():
-        sink = WriteKeyedRows(directory) if output_format is None else WriteLeafRows(directory, output_format)
+        sink = WriteScratchRows(directory) if output_format is None else WriteOutputFiles(directory, output_format)
         outputs[leaf] | f"{leaf}.collect" >> sink
     if dead_letter_dir is not None and dead_letters:
         (

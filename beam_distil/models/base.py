@@ -1,8 +1,8 @@
 """LLM base classes, with distilabel's interface: ``generate`` for a list of inputs, ``agenerate`` for one.
 
-Every LLM is a pydantic model holding configuration only; ``load()`` makes the client, and is called on the
-worker (``DoFn.setup``), so a client is never pickled. Async LLMs run on one event loop per process
-(``beam_distil.beam.event_loop``) shared by every step and thread of that process::
+Every LLM is a pydantic model holding configuration only; ``load()`` makes the client where the model is used
+(on a worker, once it has been unpickled), so a client is never pickled. Async LLMs run on one event loop per
+process (``beam_distil.models.event_loop``) shared by every caller and thread of that process::
 
     llm = OpenAILLM(model="gpt-4o-mini")
     llm.load()
@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, PrivateAttr, field_serializer
 from typing_extensions import NotRequired, TypedDict
 
+from beam_distil.models.event_loop import run_coroutine
 from beam_distil.models.limits import AdaptiveConcurrencyLimit, RateLimiter
 from beam_distil.models.retries import RetryDecision, backoff_seconds
 from beam_distil.models.structured_output import StructuredOutputSchema, json_schema_of
@@ -85,10 +86,6 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     @abstractmethod
     def generate(self, inputs: List[FormattedInput], num_generations: int = 1, **kwargs: Any) -> List[GenerateOutput]:
         """One ``GenerateOutput`` per input."""
-
-    def generate_outputs(self, inputs: List[FormattedInput], num_generations: int = 1, **kwargs: Any) -> List[GenerateOutput]:
-        """``generate`` with this LLM's ``generation_kwargs`` applied (call-site ``kwargs`` win)."""
-        return self.generate(inputs, num_generations=num_generations, **{**(self.generation_kwargs or {}), **kwargs})
 
     def generation_parameter_names(self) -> List[str]:
         """The keyword arguments a generation call accepts, for validating ``generation_kwargs``."""
@@ -234,8 +231,6 @@ class AsyncLLM(LLM, ABC):
 
     def generate(self, inputs: List[FormattedInput], num_generations: int = 1, **kwargs: Any) -> List[GenerateOutput]:
         """Synchronous ``acall`` for every input, concurrently; raises the first error that survived its retries."""
-        from beam_distil.beam.event_loop import run_coroutine
-
         async def generate_all() -> List[CallOutcome]:
             return list(await asyncio.gather(*(self.acall(i, num_generations=num_generations, **kwargs) for i in inputs)))
 

@@ -1,8 +1,14 @@
-"""One asyncio event loop per process, on a daemon thread, shared by every step and thread of that process.
+"""One asyncio event loop per process, on a daemon thread, shared by every caller and thread of that process.
 
-Beam runs a DoFn's ``process`` on worker threads; a loop (and an HTTP client) per DoFn instance would multiply
-connections and break under multi-threading. Coroutines are handed to this loop from any thread and awaited
-through ``concurrent.futures.Future``.
+The async LLM clients own their connections and limits on this loop. Callers run on many threads (a runner's
+worker threads, a user's own); a loop and an HTTP client per caller would multiply connections and split the
+concurrency caps. Coroutines are handed to this loop from any thread and awaited through
+``concurrent.futures.Future``::
+
+    from beam_distil.models.event_loop import run_coroutine, submit
+
+    output = run_coroutine(llm.agenerate([{"role": "user", "content": "Hi"}]))   # wait here
+    future = submit(llm.agenerate(prompt))                                         # or later: future.result()
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   decrease), so a client backs off from a server that is shedding load and recovers when it stops.
 * ``RateLimiter``: token buckets for requests per minute and tokens per minute.
 
-Both live on the event loop of the process (``beam_distil.beam.event_loop``). On a runner with several worker
+Both live on the event loop of the process (``beam_distil.models.event_loop``). On a runner with several worker
 processes (Dataflow, ``multi_processing``) every process has its own: a limit of 600 requests per minute with
 W workers lets the job send up to W x 600, so divide the provider's quota by the number of workers.
 """

@@ -16,13 +16,14 @@ The API key comes from ``api_key`` or, on the worker that makes the client, from
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Dict, List, Optional, Union
 
 from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
+from beam_distil.helpers import secret_digest
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput
+from beam_distil.models.event_loop import submit
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
 
@@ -63,8 +64,7 @@ class OpenAILLM(AsyncLLM):
 
     def client_fingerprint(self) -> str:
         # Different keys must not share a client; the digest keeps the key itself out of the fingerprint.
-        key_digest = hashlib.sha256((self._api_key_setting() or "").encode()).hexdigest()[:16]
-        return f"{super().client_fingerprint()}:{key_digest}"
+        return f"{super().client_fingerprint()}:{secret_digest(self._api_key_setting() or '')}"
 
     def classify_error(self, error: BaseException) -> RetryDecision:
         import openai
@@ -99,8 +99,6 @@ class OpenAILLM(AsyncLLM):
 
     def unload(self) -> None:
         if self._aclient is not None:
-            from beam_distil.beam.event_loop import submit
-
             # Its connections belong to the process's event loop, so they are closed there.
             submit(self._aclient.close()).result(timeout=10)
         self._aclient = None

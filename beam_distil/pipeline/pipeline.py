@@ -22,26 +22,18 @@ Example::
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+from beam_distil.helpers import did_you_mean
 from beam_distil.pipeline.dag import DAG
 from beam_distil.pipeline.validation import PipelineValidationError, validate_pipeline
+from beam_distil.steps.pipeline_context import enter_pipeline, leave_pipeline
 
 if TYPE_CHECKING:
     from beam_distil.beam.runner import BeamOptions
     from beam_distil.distiset import Distiset
     from beam_distil.pipeline.routing import RoutingBatchFunction
     from beam_distil.steps.base import _Step
-
-_context = threading.local()
-
-
-def current_pipeline() -> Optional["Pipeline"]:
-    """The innermost ``with Pipeline(...)`` block of this thread, if any."""
-    stack = getattr(_context, "stack", [])
-    return stack[-1] if stack else None
-
 
 class Pipeline:
     """A DAG of steps, built inside ``with Pipeline(name):`` and run on Apache Beam with ``run()``."""
@@ -57,11 +49,11 @@ class Pipeline:
         self.last_run_metrics: Dict[str, Dict[str, int]] = {}
 
     def __enter__(self) -> "Pipeline":
-        _context.stack = [*getattr(_context, "stack", []), self]
+        enter_pipeline(self)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        _context.stack = [p for p in _context.stack if p is not self]
+        leave_pipeline(self)
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, steps={list(self.dag.steps)})"
@@ -95,10 +87,7 @@ class Pipeline:
         for step_name, step_parameters in (parameters or {}).items():
             step = self.dag.steps.get(step_name)
             if step is None:
-                import difflib
-
-                close = difflib.get_close_matches(step_name, list(self.dag.steps), n=3, cutoff=0.6)
-                hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+                hint = did_you_mean(step_name, self.dag.steps)
                 problems.append(
                     f"run(parameters=...) names step {step_name!r}, which is not in the pipeline.{hint}"
                     f" Steps: {list(self.dag.steps)}"
@@ -215,26 +204,26 @@ class Pipeline:
         """Rebuilds a pipeline from ``dump()`` output."""
         from beam_distil.pipeline.serialization import pipeline_from_dict
 
-        return pipeline_from_dict(data, pipeline_cls=cls)
+        return pipeline_from_dict(data, cls)
 
     @classmethod
     def from_yaml(cls, path: Any) -> "Pipeline":
         from beam_distil.pipeline.serialization import load_pipeline
 
-        return load_pipeline(path, format="yaml", pipeline_cls=cls)
+        return load_pipeline(path, cls, format="yaml")
 
     @classmethod
     def from_json(cls, path: Any) -> "Pipeline":
         from beam_distil.pipeline.serialization import load_pipeline
 
-        return load_pipeline(path, format="json", pipeline_cls=cls)
+        return load_pipeline(path, cls, format="json")
 
     @classmethod
     def from_file(cls, path: Any) -> "Pipeline":
         """Loads a ``.yaml``/``.yml``/``.json`` pipeline from a local path or any Beam ``FileSystems`` path (``gs://``)."""
         from beam_distil.pipeline.serialization import load_pipeline
 
-        return load_pipeline(path, pipeline_cls=cls)
+        return load_pipeline(path, cls)
 
     # -- drawing (beam_distil.pipeline.draw) -------------------------------------------------------------------
 

@@ -19,19 +19,16 @@ batch the same way.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import random
-import threading
+import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union
 
 if TYPE_CHECKING:
     from beam_distil.steps.base import _Step
 
 RoutingFunction = Callable[[List[str]], List[str]]
-
-# The user's function may call the module-level `random`; its state is swapped under this lock so that
-# concurrent batches in other threads don't interleave their draws.
-_global_random_lock = threading.Lock()
 
 
 class RoutingError(ValueError):
@@ -90,13 +87,7 @@ class RoutingBatchFunction:
         if self._takes_rng:
             chosen = self.fn(list(steps), rng)  # type: ignore[call-arg]
         else:
-            with _global_random_lock:
-                saved = random.getstate()
-                random.seed(rng.getrandbits(64))
-                try:
-                    chosen = self.fn(list(steps))  # type: ignore[call-arg]
-                finally:
-                    random.setstate(saved)
+            chosen = drawing_from(self.fn, rng)(list(steps))  # type: ignore[call-arg]
         return self._checked(list(chosen) if chosen is not None else [], steps, batch_index)
 
     def _checked(self, chosen: List[str], steps: List[str], batch_index: int) -> List[str]:
@@ -113,6 +104,47 @@ class RoutingBatchFunction:
             )
         # Downstream order, not the function's, so the choice does not depend on how it was drawn.
         return [name for name in steps if name in chosen]
+
+
+class _RandomModuleDrawingFrom:
+    """Stands for the ``random`` module inside a routing function: its draws come from ``rng``, everything else
+    (``random.Random``, constants) from the module."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rng, name) if hasattr(self._rng, name) else getattr(random, name)
+
+
+def drawing_from(function: Any, rng: random.Random) -> Any:
+    """A copy of ``function`` whose ``random`` calls draw from ``rng``.
+
+    distilabel's routing functions call ``random.sample(...)`` or ``random.choice(...)``. Seeding the global
+    generator would change the state every other user of ``random`` in the process sees; instead the copy gets
+    its own view of its module's globals, where ``random`` (imported at module level or inside the function,
+    and names imported from it such as ``from random import choice``) draws from ``rng``. Helpers the function
+    calls keep the global generator. A callable that is not a plain function is returned as it is: give it the
+    ``rng`` argument instead (``RoutingBatchFunction(..., takes_rng=True)``) to make it deterministic.
+    """
+    if not isinstance(function, types.FunctionType):
+        return function
+    seeded_module = _RandomModuleDrawingFrom(rng)
+    module_random = random._inst  # type: ignore[attr-defined]
+    scope = dict(function.__globals__)
+    for name, value in function.__globals__.items():
+        if value is random:
+            scope[name] = seeded_module
+        elif getattr(value, "__self__", None) is module_random:
+            scope[name] = getattr(rng, value.__name__)
+
+    def importing(name: str, *args: Any, **kwargs: Any) -> Any:
+        return seeded_module if name == "random" else builtins.__import__(name, *args, **kwargs)
+
+    scope["__builtins__"] = {**vars(builtins), "__import__": importing}
+    copy = types.FunctionType(function.__code__, scope, function.__name__, function.__defaults__, function.__closure__)
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy
 
 
 def routing_batch_function(

@@ -16,7 +16,6 @@ Subclasses implement ``process`` (and ``inputs``/``outputs``) exactly as in dist
 from __future__ import annotations
 
 import re
-import warnings
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -24,7 +23,9 @@ import apache_beam as beam
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator
 from typing_extensions import Annotated
 
+from beam_distil.rows import DISTILABEL_METADATA_KEY
 from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMixin
+from beam_distil.steps.pipeline_context import current_pipeline
 
 if TYPE_CHECKING:
     from beam_distil.pipeline.pipeline import Pipeline
@@ -38,7 +39,6 @@ GeneratorStepOutput = Iterator[Tuple[List[Dict[str, Any]], bool]]
 StepColumns = Union[List[str], Dict[str, bool]]
 """Columns as a list (all required) or a dict ``column -> required``."""
 
-DISTILABEL_METADATA_KEY = "distilabel_metadata"
 _SHADOWED_KEY = "__beam_distil_shadowed__"
 
 _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
@@ -53,13 +53,10 @@ def columns_as_dict(columns: StepColumns) -> Dict[str, bool]:
     return dict(columns) if isinstance(columns, dict) else {column: True for column in columns}
 
 
-# `pipeline` is both distilabel's field (the owning Pipeline) and a PTransform class attribute that Beam only
-# sets when a transform is applied to bare values; the field is the one users read.
-warnings.filterwarnings("ignore", message='Field name "pipeline" .* shadows an attribute', category=UserWarning)
-
-
-class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
-    """What every step has: a name, column mappings, a pipeline, connections and a Beam expansion."""
+class _StepFields(RuntimeParametersMixin, BaseModel, ABC):
+    """The fields every step has. Declared apart from ``beam.PTransform``: its class attribute ``pipeline`` (set
+    by Beam only when a transform is applied to bare values) would otherwise be shadowed by the field of the same
+    name, distilabel's owning Pipeline, which is the one users read."""
 
     model_config = ConfigDict(
         arbitrary_types_allowed=True,
@@ -77,6 +74,16 @@ class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
         default_factory=dict, description="Step output column -> the name it gets in the outgoing rows."
     )
     pipeline: Any = Field(default=None, exclude=True, repr=False)
+
+
+# pydantic builds each subclass's fields again from the class attributes it finds, and would take PTransform's
+# `pipeline = None` as a new default (dropping `exclude=True`); with the field itself as the attribute, found first
+# in the method resolution order, every step class keeps it as declared.
+_StepFields.pipeline = _StepFields.model_fields["pipeline"]  # type: ignore[assignment]
+
+
+class _Step(_StepFields, beam.PTransform, ABC):
+    """What every step has: a name, column mappings, a pipeline, connections and a Beam expansion."""
 
     changes_row_count: ClassVar[bool] = False
     """Set to ``True`` on steps whose ``process`` may give more or fewer rows than it got (expanding,
@@ -101,8 +108,6 @@ class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
         return name
 
     def model_post_init(self, __context: Any) -> None:
-        from beam_distil.pipeline.pipeline import current_pipeline
-
         self._name_given = self.name is not None
         if self.pipeline is None:
             self.pipeline = current_pipeline()
@@ -162,6 +167,11 @@ class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
     def is_global(self) -> bool:
         return False
 
+    @property
+    def is_task(self) -> bool:
+        """Whether an LLM generates this step's rows, one batch at a time (``Task``)."""
+        return False
+
     # -- graph -------------------------------------------------------------------------------------------
 
     def connect(self, *steps: "_Step", routing_batch_function: Any = None) -> None:
@@ -218,7 +228,8 @@ class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
 
     # -- mappings ----------------------------------------------------------------------------------------
 
-    def _rename_inputs(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    def rename_inputs(self, rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """``rows`` with ``input_mappings`` applied: each mapped column under the name the step reads."""
         if not self.input_mappings:
             return rows
         column_to_input = {column: name for name, column in self.input_mappings.items()}
@@ -226,14 +237,15 @@ class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
         for row in rows:
             renamed = {column_to_input.get(k, k): v for k, v in row.items() if k not in self.input_mappings or k in column_to_input}
             # A column that already has the name an input is renamed to would be lost; it is set aside and
-            # put back by `_rename_outputs` (distilabel drops it).
+            # put back by `rename_outputs` (distilabel drops it).
             shadowed = {name: row[name] for name in self.input_mappings if name in row and name not in column_to_input}
             if shadowed:
                 renamed[_SHADOWED_KEY] = shadowed
             renamed_rows.append(renamed)
         return renamed_rows
 
-    def _rename_outputs(self, row: Dict[str, Any]) -> Dict[str, Any]:
+    def rename_outputs(self, row: Dict[str, Any]) -> Dict[str, Any]:
+        """An output row with ``output_mappings`` applied and mapped inputs back under their own names."""
         if not self.input_mappings and not self.output_mappings:
             return row
         renamed: Dict[str, Any] = {}
@@ -253,9 +265,9 @@ class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
 
     def process_applying_mappings(self, *inputs: List[Dict[str, Any]]) -> StepOutput:
         """Runs ``process`` with ``input_mappings`` applied to its rows and ``output_mappings`` to its results."""
-        renamed = [self._rename_inputs(rows) for rows in inputs]
+        renamed = [self.rename_inputs(rows) for rows in inputs]
         for output_rows in self.process(*renamed):
-            yield [self._rename_outputs(row) for row in output_rows]
+            yield [self.rename_outputs(row) for row in output_rows]
 
     @abstractmethod
     def process(self, *inputs: StepInput) -> StepOutput:
@@ -266,11 +278,6 @@ class _Step(RuntimeParametersMixin, BaseModel, beam.PTransform, ABC):
         state = super().__getstate__()
         state["__dict__"] = {**state["__dict__"], "pipeline": None}
         return state
-
-
-# pydantic builds each subclass's fields again and would take PTransform's class attribute `pipeline = None` as a
-# new default, dropping `exclude=True`; the field's own FieldInfo as the inherited attribute keeps it.
-_Step.pipeline = _Step.model_fields["pipeline"]  # type: ignore[assignment]
 
 
 class Step(_Step, ABC):

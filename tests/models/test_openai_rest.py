@@ -10,7 +10,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from beam_distil.beam.event_loop import run_coroutine
+from beam_distil.models.event_loop import run_coroutine
 from beam_distil.models import OpenAILLM
 from beam_distil.models.openai_rest import OpenAIRESTClient
 from tests.local_http_server import LocalHTTPServer

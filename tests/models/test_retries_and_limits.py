@@ -18,7 +18,7 @@ CHAT = [{"role": "user", "content": "hi"}]
 
 
 def call(llm: OpenAILLM):
-    from beam_distil.beam.event_loop import run_coroutine
+    from beam_distil.models.event_loop import run_coroutine
 
     llm.load()
     try:

@@ -47,7 +47,7 @@ def merge_distilabel_metadata(*rows: Dict[str, Any]) -> Union[Dict[str, Any], Li
 
 
 def _echoed_name(step: Step, column: str) -> str:
-    """Name a column read by ``step`` has in the rows it yields (mirrors ``_Step._rename_outputs``)."""
+    """Name a column read by ``step`` has in the rows it yields (mirrors ``_Step.rename_outputs``)."""
     return step.output_mappings.get(column, step.input_mappings.get(column, column))
 
 

@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from pydantic import Field
 
-from beam_distil.beam.rows import KeyedRow, Row
+from beam_distil.rows import KeyedRow, Row
 from beam_distil.steps.base import Step, StepColumns, StepInput, StepOutput
 from beam_distil.steps.dedup.lsh import WithRowIds, keep_or_mark
 

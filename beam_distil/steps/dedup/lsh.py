@@ -24,7 +24,7 @@ from typing import Any, Dict, Hashable, Iterable, Iterator, List, Optional, Tupl
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from beam_distil.beam.rows import KeyedRow, Row, RowId
+from beam_distil.rows import KeyedRow, Row, RowId
 
 
 class Scheme(ABC):

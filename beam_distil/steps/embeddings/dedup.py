@@ -21,7 +21,7 @@ import apache_beam as beam
 import numpy as np
 from pydantic import Field, PositiveInt, model_validator
 
-from beam_distil.beam.rows import Row
+from beam_distil.rows import Row
 from beam_distil.steps.base import Step, StepColumns, StepInput, StepOutput
 from beam_distil.steps.dedup.lsh import LSHDedup, Scheme, WithRowIds, check_bands, optimal_bands
 

@@ -11,39 +11,22 @@ Subclasses implement ``format_input`` (row -> chat) and ``format_output`` (text 
         def format_output(self, output, input=None): return {"summary": output}
 
 On Beam a Task runs as a batched DoFn that keeps many requests in flight across batches
-(``beam_distil.beam.task_dofn``). A call that still fails after the LLM's retries keeps its row: the output
+(``beam_distil.beam.task_dofn``, which generates each row with ``beam_distil.beam.task_engine``: response cache,
+LLM call, ``rows_from_output``). A call that still fails after the LLM's retries keeps its row: the output
 columns are ``None`` and ``distilabel_metadata["error_<task name>"]`` says why.
 """
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 from pydantic import Field, PositiveInt
 
-from beam_distil.models.base import AsyncLLM, CallOutcome, ChatType, FormattedInput, GenerateOutput, LLM
+from beam_distil.models.base import ChatType, FormattedInput, GenerateOutput, LLM
 from beam_distil.models.structured_output import StructuredOutputSchema, json_schema_of, parse_structured
 from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.steps.base import DISTILABEL_METADATA_KEY, GeneratorStep, Step, StepInput, StepOutput, columns_as_dict
-
-if TYPE_CHECKING:
-    from beam_distil.cache import ResponseCache
-
-
-@dataclass
-class RowResult:
-    """A task's output rows for one input row, with what it cost."""
-
-    rows: List[Dict[str, Any]]
-    requests: int
-    failed: bool
-    input_tokens: int
-    output_tokens: int
-    retries: int = 0
-    cache_hit: bool = False
 
 
 class Task(Step, ABC):
@@ -67,6 +50,13 @@ class Task(Step, ABC):
         default=False,
         description="Constrain the LLM's answer to the task's JSON schema (`get_structured_output`), on backends that can.",
     )
+
+    calls_in_sequence: ClassVar[bool] = False
+    """``True`` for tasks whose rows need several calls one after another (``SequentialCallsTask``)."""
+
+    @property
+    def is_task(self) -> bool:
+        return True
 
     @abstractmethod
     def format_input(self, input: Dict[str, Any]) -> ChatType:
@@ -171,9 +161,6 @@ class Task(Step, ABC):
             return [{**input, **grouped, "model_name": model_name}]
         return [{**input, **columns, "model_name": model_name} for columns in per_generation]
 
-    def _describe_error(self, error: BaseException, client: LLM) -> str:
-        return client.redact(f"{type(error).__name__}: {error}")
-
     def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
         """Synchronous path (used outside Beam): one ``generate`` call for the whole batch."""
         rows = []
@@ -182,70 +169,6 @@ class Task(Step, ABC):
             [output] = self.llm.generate([prompt], num_generations=self.num_generations, **self.generation_kwargs(input))
             rows.extend(self.rows_from_output(input, prompt, output))
         yield rows
-
-    async def agenerate_row(self, input: Dict[str, Any], client: LLM, cache: Optional["ResponseCache"] = None) -> RowResult:
-        """Generates for one (already input-mapped) row with ``client``, the process's shared, loaded LLM.
-
-        ``client`` has the same configuration as ``self.llm`` but may be shared with other tasks; the
-        generation kwargs are this task's own. With a ``cache``, a completion already paid for is reused and
-        every new one is stored as soon as it arrives.
-        """
-        try:
-            formatted = self.format_input(input)
-        except Exception as error:  # noqa: BLE001 — the row is kept with its error, nothing was sent
-            return RowResult(rows=self.rows_from_output(input, None, None, error=self._describe_error(error, client)),
-                             requests=0, failed=True, input_tokens=0, output_tokens=0)
-        kwargs = self.generation_kwargs(input)
-        key = cache.key(client, formatted, self.num_generations, kwargs) if cache is not None else None
-        if key is not None:
-            cached = await _cache_io(cache, cache.get, key)
-            if cached is not None:
-                return RowResult(rows=self.rows_from_output(input, formatted, cached), requests=0, failed=False,
-                                 input_tokens=0, output_tokens=0, cache_hit=True)
-        outcome = await self._call(client, formatted, kwargs)
-        if outcome.error is not None:
-            return RowResult(
-                rows=self.rows_from_output(input, formatted, None, error=self._describe_error(outcome.error, client)),
-                requests=1, failed=True, input_tokens=0, output_tokens=0, retries=outcome.retries,
-            )
-        output = outcome.output
-        if key is not None:
-            await _cache_io(cache, cache.put, key, output)
-        return RowResult(
-            rows=self.rows_from_output(input, formatted, output),
-            requests=1,
-            failed=False,
-            input_tokens=sum(output["statistics"]["input_tokens"]),
-            output_tokens=sum(output["statistics"]["output_tokens"]),
-            retries=outcome.retries,
-        )
-
-    async def _call(self, client: LLM, formatted: FormattedInput, kwargs: Dict[str, Any]) -> CallOutcome:
-        if isinstance(client, AsyncLLM):
-            return await client.acall(formatted, num_generations=self.num_generations, **kwargs)
-        # A synchronous backend (llama.cpp) runs in a thread, so the loop keeps serving the other tasks.
-        loop = asyncio.get_running_loop()
-        try:
-            outputs = await loop.run_in_executor(
-                None, lambda: client.generate([formatted], num_generations=self.num_generations, **kwargs)
-            )
-        except Exception as error:  # noqa: BLE001
-            return CallOutcome(output=None, error=error, retries=0)
-        return CallOutcome(output=outputs[0], error=None, retries=0)
-
-    async def agenerate_batch(
-        self, inputs: List[Dict[str, Any]], client: LLM, cache: Optional["ResponseCache"] = None
-    ) -> List[RowResult]:
-        """``agenerate_row`` for every row of a batch, concurrently (the client's limits still apply)."""
-        return list(await asyncio.gather(*(self.agenerate_row(row, client, cache) for row in inputs)))
-
-
-async def _cache_io(cache: "ResponseCache", operation: Any, *args: Any) -> Any:
-    """Runs a cache read or write: a local file at once (microseconds, and an answer is stored before anything
-    else can run, which is what makes a killed run resumable), a remote object store in a thread."""
-    if cache.is_local:
-        return operation(*args)
-    return await asyncio.get_running_loop().run_in_executor(None, operation, *args)
 
 
 class GeneratorTask(GeneratorStep, ABC):

@@ -26,29 +26,20 @@ References:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import random
 import re
-from abc import abstractmethod
-from functools import lru_cache
 from typing import Any, Dict, Generator, List, Mapping, Optional, Union
 
-from jinja2 import StrictUndefined, Template
 from pydantic import Field, PositiveInt, field_validator
 
-from beam_distil.models.base import AsyncLLM, ChatType, GenerateOutput, LLM
+from beam_distil.helpers import compile_template, seeded_random
+from beam_distil.models.base import ChatType
 from beam_distil.runtime_parameters import RuntimeParameter
-from beam_distil.steps.base import (
-    DISTILABEL_METADATA_KEY,
-    GeneratorStepOutput,
-    StepColumns,
-    StepInput,
-    StepOutput,
-)
-from beam_distil.steps.tasks.base import GeneratorTask, RowResult, Task
+from beam_distil.steps.base import GeneratorStepOutput, StepColumns
+from beam_distil.steps.tasks.base import GeneratorTask
 from beam_distil.steps.tasks.input_checks import string_column
+from beam_distil.steps.tasks.sequential import NoAnswer, SequentialCallsTask
 
 _logger = logging.getLogger(__name__)
 
@@ -88,14 +79,8 @@ _METHODS = {
 }
 
 
-@lru_cache(maxsize=16)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
-
-
 def _rewrite(method: str) -> str:
-    return _compile(REWRITE_TEMPLATE).render(method=method)
+    return compile_template(REWRITE_TEMPLATE).render(method=method)
 
 
 MUTATION_TEMPLATES: Dict[str, str] = {
@@ -137,13 +122,8 @@ def fill_placeholders(template: str, values: Mapping[str, str]) -> str:
     return pattern.sub(lambda match: values[match.group(0)], template)
 
 
-def seeded_random(seed: int, *content: Any) -> random.Random:
-    """A ``random.Random`` seeded from ``seed`` and ``content`` (stable across processes and runs)."""
-    digest = hashlib.sha256(json.dumps([seed, *content], sort_keys=True, default=str).encode()).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
-
-
-def _check_templates(templates: Dict[str, str], placeholders: List[str]) -> Dict[str, str]:
+def check_mutation_templates(templates: Dict[str, str], placeholders: List[str]) -> Dict[str, str]:
+    """``templates`` when each (but ``FRESH_START``) has every placeholder; else a ``ValueError`` naming it."""
     if not templates:
         raise ValueError("mutation_templates must hold at least one template")
     for name, template in templates.items():
@@ -153,92 +133,6 @@ def _check_templates(templates: Dict[str, str], placeholders: List[str]) -> Dict
         if missing:
             raise ValueError(f"mutation template {name!r} has no {missing[0]} placeholder")
     return templates
-
-
-async def generate_one(client: LLM, prompt: ChatType, kwargs: Dict[str, Any]) -> GenerateOutput:
-    """One generation for ``prompt`` with the client's limits and retries; raises the error that survived them."""
-    if isinstance(client, AsyncLLM):
-        outcome = await client.acall(prompt, num_generations=1, **kwargs)
-        if outcome.error is not None:
-            raise outcome.error
-        return outcome.output
-    # A synchronous backend runs in a thread, so the loop keeps serving the other rows.
-    loop = asyncio.get_running_loop()
-    outputs = await loop.run_in_executor(None, lambda: client.generate([prompt], num_generations=1, **kwargs))
-    return outputs[0]
-
-
-class _NoAnswer(Exception):
-    """A call gave no text."""
-
-
-class SequentialCallsTask(Task):
-    """A task that needs several LLM calls, one after another, for each row.
-
-    Subclasses write ``conversation(input)``, a generator that yields each prompt, receives the answer
-    text (never ``None``) and returns the row's output columns. Raw output, raw input and statistics in
-    ``distilabel_metadata`` cover every call of the row (lists of the raw outputs and prompts, summed tokens).
-    Only one generation is asked for per call (``num_generations`` is not used).
-    """
-
-    @abstractmethod
-    def conversation(self, input: Dict[str, Any]) -> Generator[ChatType, str, Dict[str, Any]]:
-        """Yields prompts, receives their answers, returns the output columns."""
-
-    def failed_output(self, input: Dict[str, Any]) -> Dict[str, Any]:
-        return self._empty_output()
-
-    async def agenerate_row(self, input: Dict[str, Any], client: LLM, cache: Any = None) -> RowResult:
-        """Runs the row's calls one after another (``cache``, the pipeline's response cache, is not used)."""
-        raw_inputs: List[ChatType] = []
-        raw_outputs: List[Optional[str]] = []
-        input_tokens = output_tokens = requests = 0
-        error: Optional[str] = None
-        try:
-            kwargs = self.generation_kwargs(input)
-            steps = self.conversation(input)
-            prompt = next(steps)
-            while True:
-                raw_inputs.append(prompt)
-                requests += 1
-                output = await generate_one(client, prompt, kwargs)
-                input_tokens += sum(output["statistics"]["input_tokens"])
-                output_tokens += sum(output["statistics"]["output_tokens"])
-                text = output["generations"][0] if output["generations"] else None
-                raw_outputs.append(text)
-                if text is None:
-                    reasons = output.get("finish_reasons") or []
-                    raise _NoAnswer(f"no answer: {reasons[0]}" if reasons and reasons[0] else "no answer")
-                prompt = steps.send(text)
-        except StopIteration as stop:
-            columns = dict(stop.value)
-        except _NoAnswer as no_answer:
-            columns, error = self.failed_output(input), f"call {requests}: {no_answer}"
-        except Exception as failure:  # noqa: BLE001 — kept as the row's error, never dropped
-            columns, error = self.failed_output(input), f"call {requests}: {self._describe_error(failure, client)}"
-        metadata = dict(input.get(DISTILABEL_METADATA_KEY) or {})
-        if self.add_raw_output:
-            metadata[f"raw_output_{self.name}"] = raw_outputs
-        if self.add_raw_input:
-            metadata[f"raw_input_{self.name}"] = raw_inputs
-        metadata[f"statistics_{self.name}"] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-        if error is not None:
-            metadata[f"error_{self.name}"] = error
-        row = {**input, **columns, "model_name": self.llm.model_name, DISTILABEL_METADATA_KEY: metadata}
-        return RowResult(
-            rows=[row],
-            requests=requests,
-            failed=error is not None,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-        )
-
-    def process(self, inputs: StepInput) -> StepOutput:  # type: ignore[override]
-        """Synchronous path (used outside Beam): the rows of the batch are evolved concurrently."""
-        from beam_distil.beam.event_loop import run_coroutine
-
-        results = run_coroutine(self.agenerate_batch(list(inputs), self.llm))
-        yield [row for result in results for row in result.rows]
 
 
 class EvolInstruct(SequentialCallsTask):
@@ -271,7 +165,7 @@ class EvolInstruct(SequentialCallsTask):
     @field_validator("mutation_templates")
     @classmethod
     def _check_mutation_templates(cls, templates: Dict[str, str]) -> Dict[str, str]:
-        return _check_templates(templates, [PROMPT_PLACEHOLDER])
+        return check_mutation_templates(templates, [PROMPT_PLACEHOLDER])
 
     @property
     def mutation_templates_names(self) -> List[str]:
@@ -334,7 +228,7 @@ class EvolInstruct(SequentialCallsTask):
             answer = yield self._mutate(current, rng)
             evolved = parse_evolved_instruction(answer)
             if evolved is None:
-                raise _NoAnswer(f"evolution {number + 1} gave an empty instruction")
+                raise NoAnswer(f"evolution {number + 1} gave an empty instruction")
             evolutions.append(evolved)
             current = evolved
         if self.store_evolutions:
@@ -383,7 +277,7 @@ class EvolInstructGenerator(GeneratorTask):
     @field_validator("mutation_templates")
     @classmethod
     def _check_mutation_templates(cls, templates: Dict[str, str]) -> Dict[str, str]:
-        return _check_templates(templates, [PROMPT_PLACEHOLDER])
+        return check_mutation_templates(templates, [PROMPT_PLACEHOLDER])
 
     @property
     def mutation_templates_names(self) -> List[str]:
@@ -409,18 +303,18 @@ class EvolInstructGenerator(GeneratorTask):
 
     def _generate_each(self, prompts: List[ChatType]) -> List[Optional[str]]:
         """One answer per prompt; ``None`` where the call failed (logged), so one failure loses one slot's turn."""
-        from beam_distil.beam.event_loop import run_coroutine
+        from beam_distil.beam.llm_calls import call_llm, describe_error
+        from beam_distil.models.event_loop import run_coroutine
 
         kwargs = dict(self.llm.generation_kwargs or {})
         llm = self.llm
 
         async def one(prompt: ChatType) -> Optional[str]:
-            try:
-                output = await generate_one(llm, prompt, kwargs)
-            except Exception as error:  # noqa: BLE001
-                _logger.warning("%s: a call failed: %s", self.name, llm.redact(repr(error)))
+            outcome = await call_llm(llm, prompt, 1, kwargs)
+            if outcome.error is not None:
+                _logger.warning("%s: a call failed: %s", self.name, describe_error(outcome.error, llm))
                 return None
-            return output["generations"][0] if output["generations"] else None
+            return outcome.output["generations"][0] if outcome.output["generations"] else None
 
         async def all_of_them() -> List[Optional[str]]:
             return list(await asyncio.gather(*(one(prompt) for prompt in prompts)))

@@ -19,23 +19,17 @@ References:
 from __future__ import annotations
 
 import random
-from functools import lru_cache
 from typing import Any, Dict, Generator, List, Optional, Union
 
-from jinja2 import StrictUndefined, Template
 from pydantic import Field, PositiveInt, field_validator
 
+from beam_distil.helpers import compile_template, seeded_random
 from beam_distil.models.base import ChatType
 from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.steps.base import StepColumns
-from beam_distil.steps.tasks.evol_instruct import (
-    PROMPT_PLACEHOLDER,
-    SequentialCallsTask,
-    _check_templates,
-    fill_placeholders,
-    seeded_random,
-)
+from beam_distil.steps.tasks.evol_instruct import PROMPT_PLACEHOLDER, check_mutation_templates, fill_placeholders
 from beam_distil.steps.tasks.input_checks import string_column
+from beam_distil.steps.tasks.sequential import SequentialCallsTask
 
 RESPONSE_PLACEHOLDER = "<RESPONSE>"
 
@@ -62,14 +56,8 @@ _METHODS = {
 }
 
 
-@lru_cache(maxsize=8)
-def _compile(template: str) -> Template:
-    # Compiled once per process; a compiled template does not pickle, so it is not kept on the step.
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=True)
-
-
 MUTATION_TEMPLATES: Dict[str, str] = {
-    name: _compile(REWRITE_TEMPLATE).render(method=method) for name, method in _METHODS.items()
+    name: compile_template(REWRITE_TEMPLATE).render(method=method) for name, method in _METHODS.items()
 }
 """``EvolQuality``'s mutations (``<PROMPT>``: the instruction, ``<RESPONSE>``: the response)."""
 
@@ -102,7 +90,7 @@ class EvolQuality(SequentialCallsTask):
     @field_validator("mutation_templates")
     @classmethod
     def _check_mutation_templates(cls, templates: Dict[str, str]) -> Dict[str, str]:
-        return _check_templates(templates, [PROMPT_PLACEHOLDER, RESPONSE_PLACEHOLDER])
+        return check_mutation_templates(templates, [PROMPT_PLACEHOLDER, RESPONSE_PLACEHOLDER])
 
     @property
     def mutation_templates_names(self) -> List[str]:

@@ -57,13 +57,14 @@ from typing import Any, Dict, Generator, List, Optional, Tuple, Union
 
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
+from beam_distil.helpers import seeded_random
 from beam_distil.models.base import ChatType, LLM
 from beam_distil.models.llamacpp import LlamaCppLLM
 from beam_distil.models.openai import OpenAILLM
 from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMixin
 from beam_distil.steps.base import DISTILABEL_METADATA_KEY, GeneratorStepOutput, StepColumns
-from beam_distil.steps.tasks.base import GeneratorTask, RowResult
-from beam_distil.steps.tasks.evol_instruct import SequentialCallsTask, _NoAnswer, generate_one, seeded_random
+from beam_distil.steps.tasks.base import GeneratorTask
+from beam_distil.steps.tasks.sequential import NoAnswer, SequentialCallsTask
 
 _logger = logging.getLogger(__name__)
 
@@ -296,14 +297,14 @@ class MagpieBase(RuntimeParametersMixin):
             raw = yield build_magpie_prompt(messages, self.pre_query_template)
             instruction = parse_instruction(raw, self.pre_query_template)
             if instruction is None:
-                raise _NoAnswer(f"turn {turn} gave an empty instruction")
+                raise NoAnswer(f"turn {turn} gave an empty instruction")
             messages.append({"role": "user", "content": instruction})
             if self.only_instruction or (turn == self.n_turns and self.end_with_user):
                 break
             answer = yield [dict(message) for message in messages]
             answer = answer.strip() if answer is not None else ""
             if not answer:
-                raise _NoAnswer(f"turn {turn} gave an empty response")
+                raise NoAnswer(f"turn {turn} gave an empty response")
             messages.append({"role": "assistant", "content": answer})
         return self.magpie_columns(messages, key)
 
@@ -325,7 +326,8 @@ class MagpieBase(RuntimeParametersMixin):
         strings rather than a mix of strings and chats that one Arrow column cannot hold."""
         return prompt if isinstance(prompt, str) else render_chat(prompt, self.pre_query_template)
 
-    def magpie_failed_columns(self) -> Dict[str, Any]:
+    def failed_output(self, input: Dict[str, Any]) -> Dict[str, Any]:
+        """The columns of a row whose calls failed."""
         return {column: None for column in self.outputs if column != "model_name"}
 
 
@@ -381,17 +383,12 @@ class Magpie(SequentialCallsTask, MagpieBase):
         instruction = parse_instruction(output, self.pre_query_template)
         return {"instruction": instruction}
 
+    # SequentialCallsTask comes first in the method order; these two are MagpieBase's.
     def failed_output(self, input: Dict[str, Any]) -> Dict[str, Any]:
-        return self.magpie_failed_columns()
+        return MagpieBase.failed_output(self, input)
 
-    async def agenerate_row(self, input: Dict[str, Any], client: LLM, cache: Any = None) -> RowResult:
-        result = await super().agenerate_row(input, client, cache)
-        key = f"raw_input_{self.name}"
-        for row in result.rows:
-            metadata = row.get(DISTILABEL_METADATA_KEY) or {}
-            if isinstance(metadata.get(key), list):
-                metadata[key] = [self.raw_input_as_text(prompt) for prompt in metadata[key]]
-        return result
+    def raw_input_as_text(self, prompt: Union[str, ChatType]) -> str:
+        return MagpieBase.raw_input_as_text(self, prompt)
 
     def conversation(self, input: Dict[str, Any]) -> Generator[Union[str, ChatType], str, Dict[str, Any]]:  # type: ignore[override]
         rng = seeded_random(self.seed, _row_content(input))
@@ -422,47 +419,19 @@ class MagpieGenerator(GeneratorTask, MagpieBase):
         return MagpieBase.outputs.fget(self)  # type: ignore[attr-defined]
 
     async def _generate_row(self, index: int, kwargs: Dict[str, Any]) -> Dict[str, Any]:
-        raw_inputs: List[Any] = []
-        raw_outputs: List[Optional[str]] = []
-        input_tokens = output_tokens = calls = 0
-        error: Optional[str] = None
+        from beam_distil.beam.sequential_calls import row_result, run_conversation
+
         # Each row samples with its own seed: rows share one prompt, and a backend that seeds from the prompt
         # (llama.cpp here) would otherwise give every row the same instruction.
         kwargs = {**kwargs, "seed": seeded_random(self.seed, "sampling", index).getrandbits(31)}
-        try:
-            steps = self.magpie_turns({}, seeded_random(self.seed, "row", index))
-            prompt = next(steps)
-            while True:
-                raw_inputs.append(prompt)
-                calls += 1
-                output = await generate_one(self.llm, prompt, kwargs)  # type: ignore[arg-type]
-                input_tokens += sum(output["statistics"]["input_tokens"])
-                output_tokens += sum(output["statistics"]["output_tokens"])
-                text = output["generations"][0] if output["generations"] else None
-                raw_outputs.append(text)
-                if text is None:
-                    raise _NoAnswer("no answer")
-                prompt = steps.send(text)
-        except StopIteration as stop:
-            columns = dict(stop.value)
-        except _NoAnswer as no_answer:
-            columns, error = self.magpie_failed_columns(), f"call {calls}: {no_answer}"
-        except Exception as failure:  # noqa: BLE001 — kept as the row's error, never dropped
-            columns = self.magpie_failed_columns()
-            error = f"call {calls}: {self.llm.redact(f'{type(failure).__name__}: {failure}')}"
-        metadata: Dict[str, Any] = {}
-        if self.add_raw_output:
-            metadata[f"raw_output_{self.name}"] = raw_outputs
-        if self.add_raw_input:
-            metadata[f"raw_input_{self.name}"] = [self.raw_input_as_text(prompt) for prompt in raw_inputs]
-        metadata[f"statistics_{self.name}"] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-        if error is not None:
-            metadata[f"error_{self.name}"] = error
-            _logger.warning("%s: row %d failed: %s", self.name, index, error)
-        return {**columns, "model_name": self.llm.model_name, DISTILABEL_METADATA_KEY: metadata}
+        record = await run_conversation(self.magpie_turns({}, seeded_random(self.seed, "row", index)), self.llm, kwargs)
+        if record.error is not None:
+            _logger.warning("%s: row %d failed: %s", self.name, index, record.error)
+        [row] = row_result(self, {}, record).rows
+        return row
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
-        from beam_distil.beam.event_loop import run_coroutine
+        from beam_distil.models.event_loop import run_coroutine
 
         kwargs = self.magpie_generation_kwargs()
 

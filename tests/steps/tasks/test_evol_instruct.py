@@ -116,6 +116,34 @@ def test_evolves_each_row_on_beam(openai_server):
     assert first in [request["messages"] for request in openai_server.requests]
 
 
+def test_every_call_goes_through_the_response_cache(openai_server):
+    """A re-run pays nothing; after a run that failed half-way, only the calls never answered are sent."""
+    state = {"fail_second_evolution": True}
+
+    def answer(messages):
+        content = messages[-1]["content"]
+        if state["fail_second_evolution"] and "Given Prompt#:" in content and given_prompt(content).endswith("+"):
+            return "#Rewritten Prompt#:"  # an empty evolution: the row stops after its first call
+        return evolving_answer(messages)
+
+    openai_server.set_answer("m", answer)
+    data = [{"instruction": "a"}, {"instruction": "b"}]
+    evolve = lambda l: EvolInstruct(llm=l, num_evolutions=2, generate_answers=True)
+
+    failed = run(openai_server, evolve, data)
+    assert [row["evolved_instruction"] for row in failed] == [None, None]
+    assert openai_server.request_count == 4  # two calls per row, the second one empty
+
+    state["fail_second_evolution"] = False
+    finished = run(openai_server, evolve, data)
+    assert [row["evolved_instruction"] for row in finished] == ["a++", "b++"]
+    # Per row: the first evolution came from the cache; the empty answer was not kept, so it was asked again.
+    assert openai_server.request_count == 4 + 2 * 2
+    again = run(openai_server, evolve, data)
+    assert openai_server.request_count == 8
+    assert again == finished
+
+
 def test_store_evolutions_with_answers_and_original(openai_server):
     openai_server.set_answer("m", evolving_answer)
     rows = run(

@@ -1,0 +1,65 @@
+"""The building blocks of a task's run-time work: one LLM call within its client's limits, the response cache's
+reads and writes, and ``RowResult``, what one input row gave and cost. Used by ``task_engine`` (one call per row)
+and ``sequential_calls`` (several calls per row)::
+
+    outcome = await call_llm(client, [{"role": "user", "content": "Hi"}], num_generations=1, kwargs={})
+    outcome.output["generations"] if outcome.error is None else describe_error(outcome.error, client)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+from beam_distil.models.base import AsyncLLM, CallOutcome, FormattedInput, LLM
+
+if TYPE_CHECKING:
+    from beam_distil.cache import ResponseCache
+
+
+@dataclass
+class RowResult:
+    """A task's output rows for one input row, with what they cost."""
+
+    rows: List[Dict[str, Any]]
+    requests: int
+    failed: bool
+    input_tokens: int
+    output_tokens: int
+    retries: int = 0
+    cache_hits: int = 0
+    """Calls answered from the response cache (not paid again)."""
+    error: Optional[str] = None
+    """Why the row failed (also in its ``distilabel_metadata["error_<task>"]``)."""
+
+
+async def call_llm(client: LLM, prompt: FormattedInput, num_generations: int, kwargs: Dict[str, Any]) -> CallOutcome:
+    """One generation call with the client's limits and retries. Never raises: a failure is the outcome's error.
+
+    An ``AsyncLLM`` runs on this loop; a synchronous backend (llama.cpp) runs in a thread, so the loop keeps
+    serving the other rows meanwhile.
+    """
+    if isinstance(client, AsyncLLM):
+        return await client.acall(prompt, num_generations=num_generations, **kwargs)
+    loop = asyncio.get_running_loop()
+    try:
+        outputs = await loop.run_in_executor(
+            None, lambda: client.generate([prompt], num_generations=num_generations, **kwargs)
+        )
+    except Exception as error:  # noqa: BLE001 — returned, so the row keeps it
+        return CallOutcome(output=None, error=error, retries=0)
+    return CallOutcome(output=outputs[0], error=None, retries=0)
+
+
+def describe_error(error: BaseException, client: LLM) -> str:
+    """``"ErrorClass: message"`` with the client's secrets removed, as kept in rows and logs."""
+    return client.redact(f"{type(error).__name__}: {error}")
+
+
+async def cache_io(cache: "ResponseCache", operation: Callable[..., Any], *args: Any) -> Any:
+    """Runs a cache read or write: a local file at once (microseconds, and an answer is stored before anything
+    else can run, which is what makes a killed run resumable), a remote object store in a thread."""
+    if cache.is_local:
+        return operation(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, operation, *args)
