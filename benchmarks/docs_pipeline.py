@@ -106,23 +106,15 @@ def _llm(args: argparse.Namespace, model: str) -> Any:
 
 
 def _child_beam_distil(args: argparse.Namespace, beam_options: List[str]) -> Dict[str, Any]:
-    from beam_distil.pipeline import Pipeline
-    from beam_distil.steps import GroupColumns, LoadDataFromDicts
-    from beam_distil.steps.tasks import TextGeneration
+    from pipelines.docs_pipeline import build_docs_pipeline
 
     imported = time.perf_counter()
-    with Pipeline("docs-benchmark") as pipeline:
-        load = LoadDataFromDicts(data=[{"instruction": text} for text in _instructions(args.rows)])
-        tasks = [
-            TextGeneration(
-                name=f"gen_{index}",
-                llm=_llm(args, model),
-                input_batch_size=args.input_batch_size,
-            )
-            for index, model in enumerate(ALL_MODELS[: args.models])
-        ]
-        group = GroupColumns(columns=["generation", "model_name"], output_columns=["generations", "model_names"])
-        load >> tasks >> group
+    pipeline = build_docs_pipeline(
+        _instructions(args.rows),
+        [_llm(args, model) for model in ALL_MODELS[: args.models]],
+        name="docs-benchmark",
+        input_batch_size=args.input_batch_size,
+    )
     run_started = time.perf_counter()
     # No response cache: every repeat must send its requests (distilabel runs with use_cache=False too).
     distiset = pipeline.run(options=beam_options, use_cache=False)

@@ -13,13 +13,17 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
-from beam_distil.models import OpenAILLM
-from beam_distil.pipeline import Pipeline
+from beam_distil.models import LLM, OpenAILLM
+from beam_distil.owned_process import tune_owned_process
+from beam_distil.pipeline import Pipeline, RoutingBatchFunction
 from beam_distil.steps.columns import GroupColumns
 from beam_distil.steps.generators import LoadDataFromDicts
 from beam_distil.steps.tasks import TextGeneration
+
+DEFAULT_MODELS = ["model-a", "model-b", "model-c"]
+"""The local server's models the recipe asks by default."""
 
 SAMPLE_INSTRUCTIONS = [
     "Explain what a PCollection is in one sentence.",
@@ -33,19 +37,43 @@ SAMPLE_INSTRUCTIONS = [
 ]
 
 
-def build_pipeline(instructions: List[str], models: List[str], base_url: str, api_key: Optional[str]) -> Pipeline:
-    with Pipeline("docs-pipeline", description="Several models answer the same instructions.") as pipeline:
-        load = LoadDataFromDicts(name="load_instructions", data=[{"instruction": text} for text in instructions])
+def build_docs_pipeline(
+    instructions: Sequence[str],
+    llms: Sequence[LLM],
+    *,
+    task_names: Optional[Sequence[str]] = None,
+    name: str = "docs-pipeline",
+    batch_size: int = 50,
+    input_batch_size: int = 50,
+    routing: Optional[RoutingBatchFunction] = None,
+) -> Pipeline:
+    """distilabel's docs pipeline: ``load_instructions`` -> one ``TextGeneration`` per LLM -> ``group_generations``.
+
+    The one builder of this pipeline, used by this recipe, the tests and the benchmarks::
+
+        build_docs_pipeline(["Name a river."], [OpenAILLM(model=m) for m in ("a", "b")], routing=sample_n_steps(1))
+
+    ``task_names`` names the generations (default ``text_generation_<i>``); ``batch_size`` is the generator's,
+    ``input_batch_size`` the tasks'; with ``routing`` each batch goes to the generations it chooses.
+    """
+    names = list(task_names) if task_names is not None else [f"text_generation_{index}" for index in range(len(llms))]
+    with Pipeline(name, description="Several models answer the same instructions.") as pipeline:
+        load = LoadDataFromDicts(
+            name="load_instructions", data=[{"instruction": text} for text in instructions], batch_size=batch_size
+        )
         generate = [
-            TextGeneration(name=f"text_generation_{index}", llm=OpenAILLM(model=model, base_url=base_url, api_key=api_key))
-            for index, model in enumerate(models)
+            TextGeneration(name=task_name, llm=llm, input_batch_size=input_batch_size)
+            for task_name, llm in zip(names, llms)
         ]
         group = GroupColumns(
             name="group_generations",
             columns=["generation", "model_name"],
             output_columns=["generations", "model_names"],
         )
-        load >> generate >> group
+        if routing is not None:
+            load >> routing >> generate >> group
+        else:
+            load >> generate >> group
     return pipeline
 
 
@@ -64,7 +92,7 @@ def _server_if_needed(base_url: Optional[str], latency: float) -> Iterator[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-rows", type=int, default=24, help="How many instructions (the sample is cycled).")
-    parser.add_argument("--models", default="model-a,model-b,model-c", help="Comma-separated model names.")
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="Comma-separated model names.")
     parser.add_argument("--base-url", default=None, help="An OpenAI-compatible server; default: a local one.")
     parser.add_argument("--latency", type=float, default=0.05, help="Latency of the local server, seconds.")
     parser.add_argument("--output", default="output/docs_pipeline", help="Where the Distiset is saved.")
@@ -74,7 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     models = [model.strip() for model in args.models.split(",") if model.strip()]
     with _server_if_needed(args.base_url, args.latency) as base_url:
         api_key = os.getenv("OPENAI_API_KEY") or ("local" if not args.base_url else None)
-        pipeline = build_pipeline(instructions, models, base_url, api_key)
+        llms = [OpenAILLM(model=model, base_url=base_url, api_key=api_key) for model in models]
+        pipeline = build_docs_pipeline(instructions, llms)
         distiset = pipeline.run(options=beam_options)
     distiset.save_to_disk(args.output)
     first = distiset["default"]["train"][0]
@@ -85,4 +114,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    tune_owned_process()  # this process is the recipe's own (see beam_distil/owned_process.py)
     sys.exit(main())

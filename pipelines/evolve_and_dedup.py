@@ -23,6 +23,7 @@ import sys
 from typing import List, Optional
 
 from beam_distil.models import LLM, LlamaCppLLM, OpenAILLM
+from beam_distil.owned_process import tune_owned_process
 from beam_distil.pipeline import Pipeline
 from beam_distil.steps import LoadDataFromDicts, LoadDataFromFileSystem, Step, StepInput, StepOutput
 from beam_distil.steps.base import GeneratorStep, StepColumns
@@ -183,4 +184,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    tune_owned_process()  # this process is the recipe's own (see beam_distil/owned_process.py)
     sys.exit(main())

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from beam_distil.models import LLM, LlamaCppLLM, OpenAILLM
+from beam_distil.owned_process import tune_owned_process
 from beam_distil.pipeline import Pipeline
 from beam_distil.steps import (
     FormatTextGenerationDPO,
@@ -168,4 +169,5 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
+    tune_owned_process()  # this process is the recipe's own (see beam_distil/owned_process.py)
     sys.exit(main())

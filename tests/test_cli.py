@@ -13,28 +13,28 @@ from beam_distil.cli import main
 from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_params
 from beam_distil.distiset import Distiset
 from beam_distil.pipeline import Pipeline
-from tests.docs_pipelines import MODELS, save_docs_pipeline
+from pipelines.docs_pipeline import DEFAULT_MODELS as MODELS
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_info_prints_steps_connections_and_runtime_parameters(tmp_path, capsys):
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"], routed=True)
+def test_info_prints_steps_connections_and_runtime_parameters(tmp_path, capsys, docs_pipelines):
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"], routed=True)
 
     code = main(["pipeline", "info", "--config", config])
 
     out = capsys.readouterr().out
     assert code == 0
-    assert "Pipeline: pipe-name" in out and "Description: My first pipe" in out
+    assert "Pipeline: docs-pipeline" in out and "Description: Several models answer the same instructions." in out
     assert "  gen_a (beam_distil.steps.tasks.text_generation.TextGeneration)" in out
-    assert "  load (beam_distil.steps.generators.data.LoadDataFromDicts)" in out
+    assert "  load_instructions (beam_distil.steps.generators.data.LoadDataFromDicts)" in out
     assert "    llm: OpenAILLM (model-a)" in out
     assert "      batch_size (optional): How many rows each batch holds." in out
     assert "      llm.generation_kwargs (optional): " in out
     assert "      input_batch_size (optional)" in out
-    assert "  load -> gen_a, gen_b, gen_c" in out
-    assert "  gen_c -> group_columns_0" in out
-    assert "  load -> sample_n_steps(n=2, seed=0) -> gen_a, gen_b, gen_c" in out
+    assert "  load_instructions -> gen_a, gen_b, gen_c" in out
+    assert "  gen_c -> group_generations" in out
+    assert "  load_instructions -> sample_n_steps(n=2, seed=0) -> gen_a, gen_b, gen_c" in out
 
 
 def test_info_marks_required_parameters(tmp_path, capsys):
@@ -51,10 +51,10 @@ def test_info_marks_required_parameters(tmp_path, capsys):
     assert "      split (optional)" in out
 
 
-def test_run_sends_the_params_and_saves_the_distiset(tmp_path, openai_server, monkeypatch, capsys):
+def test_run_sends_the_params_and_saves_the_distiset(tmp_path, openai_server, monkeypatch, capsys, docs_pipelines):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     instructions = ["hello", "world", "again"]
-    config = save_docs_pipeline(tmp_path / "pipeline.json", openai_server.base_url, instructions)
+    config = docs_pipelines.save(tmp_path / "pipeline.json", openai_server.base_url, instructions)
     output = tmp_path / "distiset"
 
     code = main(
@@ -78,7 +78,7 @@ def test_run_sends_the_params_and_saves_the_distiset(tmp_path, openai_server, mo
     rows = distiset["default"]["train"].to_list()
     assert [row["instruction"] for row in rows] == instructions
     assert rows[1]["generations"] == [f"{m}: world" for m in MODELS]
-    assert yaml.safe_load(distiset.pipeline_yaml)["pipeline"]["name"] == "pipe-name"
+    assert yaml.safe_load(distiset.pipeline_yaml)["pipeline"]["name"] == "docs-pipeline"
     assert str(output) in capsys.readouterr().out
 
 
@@ -119,8 +119,8 @@ def test_param_values_are_yaml():
         ("gen_a.input_batch_size=[1, 2", "cannot read the value"),
     ],
 )
-def test_bad_param_syntax_is_exit_code_2(tmp_path, capsys, param, message):
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
+def test_bad_param_syntax_is_exit_code_2(tmp_path, capsys, param, message, docs_pipelines):
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
 
     code = main(["pipeline", "run", "--config", config, "--param", param, "--output", str(tmp_path / "out")])
 
@@ -138,9 +138,9 @@ def test_bad_param_syntax_is_exit_code_2(tmp_path, capsys, param, message):
         ("gen_a.input_batch_size=lots", "input_batch_size"),
     ],
 )
-def test_unknown_names_are_reported_without_a_traceback(tmp_path, openai_server, monkeypatch, capsys, param, message):
+def test_unknown_names_are_reported_without_a_traceback(tmp_path, openai_server, monkeypatch, capsys, param, message, docs_pipelines):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", openai_server.base_url, ["q"])
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", openai_server.base_url, ["q"])
 
     code = main(["pipeline", "run", "--config", config, "--param", param, "--output", str(tmp_path / "out")])
 
@@ -166,8 +166,8 @@ def test_a_missing_or_broken_config_is_exit_code_2(tmp_path, capsys):
     assert "only accepted by `pipeline run`" in capsys.readouterr().err
 
 
-def test_python_dash_m_prints_the_info(tmp_path):
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
+def test_python_dash_m_prints_the_info(tmp_path, docs_pipelines):
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
     env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
     result = subprocess.run(

@@ -23,7 +23,6 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from beam_distil.beam.launch import launch
 from beam_distil.models import OpenAILLM
 from beam_distil.steps.tasks import TextGeneration
-from tests.docs_pipelines import docs_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "europe-west1-docker.pkg.dev/my-project/beam/beam-distil:0.1.0"
@@ -83,18 +82,18 @@ def dry_run_job(pipeline, tmp_path: Path, *extra_options: str, **launch_kwargs):
     return result.pipeline_result.job
 
 
-def test_docs_pipeline_translates_for_dataflow_with_cache_and_dead_letters(tmp_path, monkeypatch):
+def test_docs_pipeline_translates_for_dataflow_with_cache_and_dead_letters(tmp_path, monkeypatch, docs_pipelines):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment-0001")
     monkeypatch.delenv("BEAM_DISTIL_CACHE_DIR")
 
     job = dry_run_job(
-        docs_pipeline("http://127.0.0.1:9/v1", ["q"], routed=True), tmp_path,
+        docs_pipelines.build("http://127.0.0.1:9/v1", ["q"], routed=True), tmp_path,
         dead_letter_dir="gs://my-bucket/failures",
     )
 
     transforms = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    for step in ["load", "load.route", "gen_a", "gen_b", "gen_c", "group_columns_0.join", "group_columns_0",
-                 "group_columns_0.collect", "dead_letters.write"]:
+    for step in ["load_instructions", "load_instructions.route", "gen_a", "gen_b", "gen_c", "group_generations.join",
+                 "group_generations", "group_generations.collect", "dead_letters.write"]:
         assert step in transforms
     environments = list(job.proto_pipeline.components.environments.values())
     assert environments and all(IMAGE.encode() in env.payload for env in environments)

@@ -19,7 +19,7 @@ from beam_distil.flex_template import build_parser, collect_parameters, main, pa
 from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_json
 from beam_distil.distiset import Distiset
 from beam_distil.pipeline import Pipeline
-from tests.docs_pipelines import MODELS, docs_pipeline, save_docs_pipeline
+from pipelines.docs_pipeline import DEFAULT_MODELS as MODELS
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = os.path.join(REPO_ROOT, "templates")
@@ -161,8 +161,8 @@ def test_bad_params_json(text, message):
             overrides_from_json(text)
 
 
-def test_bad_arguments_are_exit_code_2(tmp_path, capsys):
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
+def test_bad_arguments_are_exit_code_2(tmp_path, capsys, docs_pipelines):
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
 
     assert main(["--output_dir", str(tmp_path / "o")]) == 2
     assert "--pipeline_config" in capsys.readouterr().err
@@ -182,10 +182,10 @@ def test_bad_arguments_are_exit_code_2(tmp_path, capsys):
 # -- running ---------------------------------------------------------------------------------------------------
 
 
-def test_launcher_runs_a_yaml_pipeline_locally_and_the_distiset_reads_back(tmp_path, openai_server, monkeypatch, capsys):
+def test_launcher_runs_a_yaml_pipeline_locally_and_the_distiset_reads_back(tmp_path, openai_server, monkeypatch, capsys, docs_pipelines):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
     instructions = ["hello", "world", "again"]
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", openai_server.base_url, instructions)
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", openai_server.base_url, instructions)
     output_dir = tmp_path / "run"
 
     code = main(
@@ -219,9 +219,9 @@ def test_launcher_runs_a_yaml_pipeline_locally_and_the_distiset_reads_back(tmp_p
     assert "test" not in distiset.pipeline_yaml.split()  # the key is not saved
 
 
-def test_use_cache_true_serves_a_second_launch_from_the_cache(tmp_path, openai_server, monkeypatch):
+def test_use_cache_true_serves_a_second_launch_from_the_cache(tmp_path, openai_server, monkeypatch, docs_pipelines):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    config = save_docs_pipeline(tmp_path / "pipeline.json", openai_server.base_url, ["one", "two"])
+    config = docs_pipelines.save(tmp_path / "pipeline.json", openai_server.base_url, ["one", "two"])
     argv = ["--pipeline_config", config, "--use_cache=true", "--direct_running_mode=in_memory"]
 
     assert main([*argv, "--output_dir", str(tmp_path / "first")]) == 0
@@ -248,9 +248,9 @@ class _SubmitOnlyRunner(PipelineRunner):
         return _NeverFinishingResult(PipelineState.RUNNING)
 
 
-def test_a_remote_runner_is_not_waited_for(tmp_path, monkeypatch):
+def test_a_remote_runner_is_not_waited_for(tmp_path, monkeypatch, docs_pipelines):
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    pipeline = docs_pipeline("http://127.0.0.1:9/v1", ["q"])
+    pipeline = docs_pipelines.build("http://127.0.0.1:9/v1", ["q"])
     runner = _SubmitOnlyRunner()
 
     result = launch(
@@ -259,18 +259,18 @@ def test_a_remote_runner_is_not_waited_for(tmp_path, monkeypatch):
     )
 
     assert result.state == PipelineState.RUNNING
-    assert {"load", "gen_a", "gen_b", "gen_c", "group_columns_0"} <= runner.submitted[-1]
+    assert {"load_instructions", "gen_a", "gen_b", "gen_c", "group_generations"} <= runner.submitted[-1]
     configs = tmp_path / "out" / "distiset_configs"
     assert "input_batch_size: 3" in (configs / "pipeline.yaml").read_text()
     assert json.loads((configs / "subsets.json").read_text()) == {"subsets": {"default": ["train"]}}
     assert not (configs / "README.md").exists()  # no card before the rows exist
 
 
-def test_dataflow_runner_translates_the_job_offline_with_dry_run(tmp_path, monkeypatch):
+def test_dataflow_runner_translates_the_job_offline_with_dry_run(tmp_path, monkeypatch, docs_pipelines):
     """``--dry_run=True``: DataflowRunner builds the whole job (portable pipeline, environment) and returns
     before it makes an API client, so no credentials, staging or network are needed."""
     monkeypatch.setenv("OPENAI_API_KEY", "test")
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"], routed=True)
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"], routed=True)
     image = "europe-west1-docker.pkg.dev/my-project/beam/beam-distil:0.1.0"
 
     result = run(
@@ -287,8 +287,8 @@ def test_dataflow_runner_translates_the_job_offline_with_dry_run(tmp_path, monke
 
     job = result.pipeline_result.job
     transforms = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    for step in ["load", "load.route", "gen_a", "gen_b", "gen_c", "group_columns_0.join", "group_columns_0",
-                 "group_columns_0.collect"]:
+    for step in ["load_instructions", "load_instructions.route", "gen_a", "gen_b", "gen_c", "group_generations.join",
+                 "group_generations", "group_generations.collect"]:
         assert step in transforms
     environments = list(job.proto_pipeline.components.environments.values())
     assert environments and all(image.encode() in env.payload for env in environments)
@@ -298,8 +298,8 @@ def test_dataflow_runner_translates_the_job_offline_with_dry_run(tmp_path, monke
     assert not (tmp_path / "out" / "default").exists()  # nothing ran
 
 
-def test_python_dash_m_reports_errors_with_exit_code_2(tmp_path):
-    config = save_docs_pipeline(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
+def test_python_dash_m_reports_errors_with_exit_code_2(tmp_path, docs_pipelines):
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", "http://127.0.0.1:9/v1", ["q"])
     env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
     result = subprocess.run(

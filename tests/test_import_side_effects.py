@@ -38,7 +38,9 @@ def test_importing_the_library_leaves_the_garbage_collector_alone() -> None:
 
 
 def test_the_projects_own_processes_freeze_the_heap_after_importing_beam() -> None:
-    state = gc_state_around("import pipelines")
+    state = gc_state_around(
+        "import sys\nfrom beam_distil.cli import console_main\nsys.argv = ['beam-distil', '--help']\nconsole_main()"
+    )
 
     assert state["before"][1] is False
     assert state["after"][0] is True and state["after"][1] is True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -22,11 +23,11 @@ from typing import Dict, List, Set
 import pytest
 
 from beam_distil.testing.openai_server import OpenAICompatibleServer
+from pipelines.docs_pipeline import DEFAULT_MODELS as MODELS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = REPO_ROOT / "beam_distil"
 INSTRUCTIONS = ["Name a river.", "Name a mountain.", "Name a sea.", "Name a lake.", "Name a desert."]
-MODELS = ["model-a", "model-b", "model-c"]
 
 
 def source_modules() -> Set[str]:
@@ -118,36 +119,29 @@ def test_the_installed_package_is_imported_not_the_checkout(installed: Installed
 
 DOCS_PIPELINE_SCRIPT = textwrap.dedent(
     """
-    # The docs pipeline, as a user writes it, against the local OpenAI-compatible server at sys.argv[1].
+    # A user's script: the docs pipeline recipe (copied beside it) against the local server at sys.argv[1].
     import json, sys
     from beam_distil.models import OpenAILLM
-    from beam_distil.pipeline import Pipeline
-    from beam_distil.steps import GroupColumns, LoadDataFromDicts
-    from beam_distil.steps.tasks import TextGeneration
+    from docs_pipeline import DEFAULT_MODELS, build_docs_pipeline
 
     base_url, mode, out = sys.argv[1], sys.argv[2], sys.argv[3]
     instructions = json.loads(sys.argv[4])
-    with Pipeline("pipe-name", description="My first pipe") as pipeline:
-        load = LoadDataFromDicts(name="load", data=[{"instruction": text} for text in instructions], batch_size=2)
-        tasks = [TextGeneration(name=f"gen_{m[-1]}", llm=OpenAILLM(model=m, base_url=base_url))
-                 for m in ("model-a", "model-b", "model-c")]
-        group = GroupColumns(columns=["generation", "model_name"], output_columns=["generations", "model_names"])
-        load >> tasks >> group
+    llms = [OpenAILLM(model=model, base_url=base_url) for model in DEFAULT_MODELS]
+    pipeline = build_docs_pipeline(instructions, llms, task_names=["gen_a", "gen_b", "gen_c"], batch_size=2)
     if mode == "save":
         pipeline.save(out)
         sys.exit(0)
-    options = sys.argv[5:]
-    distiset = pipeline.run(options=options, use_cache=False)
-    rows = distiset["default"]["train"].to_list()
+    distiset = pipeline.run(options=sys.argv[5:], use_cache=False)
     with open(out, "w") as file:
-        json.dump({"rows": rows, "metrics": pipeline.last_run_metrics}, file)
+        json.dump({"rows": distiset["default"]["train"].to_list(), "metrics": pipeline.last_run_metrics}, file)
     """
 )
 
 
 @pytest.fixture
 def docs_script(installed: Installed) -> Path:
-    path = installed.outside / "docs_pipeline.py"
+    shutil.copy(REPO_ROOT / "pipelines" / "docs_pipeline.py", installed.outside / "docs_pipeline.py")
+    path = installed.outside / "run_docs_pipeline.py"
     path.write_text(DOCS_PIPELINE_SCRIPT)
     return path
 
