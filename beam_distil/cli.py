@@ -105,9 +105,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, beam_options: List[str]) -> int:
+    from beam_distil.helpers import to_text
     from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_params
     from beam_distil.pipeline import PipelineValidationError
-    from beam_distil.helpers import to_text
 
     try:
         parameters = overrides_from_params(args.param or [])

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from beam_distil.cli import main
-from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_params
 from beam_distil.distiset import Distiset
+from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_params
 from beam_distil.pipeline import Pipeline
 from pipelines.docs_pipeline import DEFAULT_MODELS as MODELS
 

@@ -7,15 +7,15 @@ the dead letters, what workers install through ``--setup_file``, and that no API
 from __future__ import annotations
 
 import base64
-import bz2
 import binascii
+import bz2
 import os
+import tarfile
 import zlib
 from pathlib import Path
 from typing import Iterator, List
 
 import apache_beam as beam
-import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability import common_urns
 from apache_beam.portability.api import beam_runner_api_pb2
@@ -142,8 +142,6 @@ def test_setup_file_stages_a_package_with_every_module(tmp_path, monkeypatch):
     staged.mkdir()
 
     Stager.create_job_resources(options, str(staged))
-
-    import tarfile
 
     [sdist] = [path for path in staged.iterdir() if path.name.endswith(".tar.gz")]
     with tarfile.open(sdist) as archive:

@@ -15,9 +15,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 
 from beam_distil.beam.launch import launch
+from beam_distil.distiset import Distiset
 from beam_distil.flex_template import build_parser, collect_parameters, main, parse_args, run
 from beam_distil.parameter_overrides import ParameterOverrideError, overrides_from_json
-from beam_distil.distiset import Distiset
 from beam_distil.pipeline import Pipeline
 from pipelines.docs_pipeline import DEFAULT_MODELS as MODELS
 

@@ -24,8 +24,8 @@ from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_distil.rows import KeyedRow
 from beam_distil.output_files import ROW_ID_COLUMN
+from beam_distil.rows import KeyedRow
 
 _BATCH = 512
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
 
 from beam_distil.beam.llm_calls import RowResult, cache_io, call_llm, describe_error
-from beam_distil.rows import DISTILABEL_METADATA_KEY
 from beam_distil.models.base import LLM
+from beam_distil.rows import DISTILABEL_METADATA_KEY
 
 if TYPE_CHECKING:
     from beam_distil.cache import ResponseCache

@@ -15,8 +15,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_distil import progress
-from beam_distil.rows import KeyedRow, Row, RowId, child_ids
 from beam_distil.beam.task_dofn import DEAD_LETTER_TAG, TaskDoFn
+from beam_distil.rows import KeyedRow, Row, RowId, child_ids
 
 if TYPE_CHECKING:
     from beam_distil.steps.base import _Step

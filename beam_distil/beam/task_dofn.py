@@ -24,11 +24,11 @@ from apache_beam.utils.windowed_value import WindowedValue
 from beam_distil import progress
 from beam_distil.beam import shared_llms
 from beam_distil.beam.llm_calls import RowResult
-from beam_distil.rows import KeyedRow, RowId, child_ids
 from beam_distil.beam.task_engine import generate_batch
 from beam_distil.cache import ResponseCache
 from beam_distil.models import event_loop
 from beam_distil.models.base import AsyncLLM
+from beam_distil.rows import KeyedRow, RowId, child_ids
 
 if TYPE_CHECKING:
     from beam_distil.steps.tasks.base import Task

@@ -23,7 +23,6 @@ import apache_beam as beam
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator
 from typing_extensions import Annotated
 
-from beam_distil.rows import DISTILABEL_METADATA_KEY
 from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMixin
 from beam_distil.steps.pipeline_context import current_pipeline
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from beam_distil.steps.base import DISTILABEL_METADATA_KEY, Step, StepInput, StepOutput
+from beam_distil.rows import DISTILABEL_METADATA_KEY
+from beam_distil.steps.base import Step, StepInput, StepOutput
 from beam_distil.steps.columns.group import merge_distilabel_metadata
 
 

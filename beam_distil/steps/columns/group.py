@@ -22,7 +22,8 @@ from typing import Any, ClassVar, Dict, List, Optional, Union
 
 from pydantic import model_validator
 
-from beam_distil.steps.base import DISTILABEL_METADATA_KEY, Step, StepInput, StepOutput
+from beam_distil.rows import DISTILABEL_METADATA_KEY
+from beam_distil.steps.base import Step, StepInput, StepOutput
 
 
 def merge_distilabel_metadata(*rows: Dict[str, Any]) -> Union[Dict[str, Any], List[Dict[str, Any]]]:

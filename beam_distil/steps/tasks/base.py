@@ -26,7 +26,8 @@ from pydantic import Field, PositiveInt
 from beam_distil.models.base import ChatType, FormattedInput, GenerateOutput, LLM
 from beam_distil.models.structured_output import StructuredOutputSchema, json_schema_of, parse_structured
 from beam_distil.runtime_parameters import RuntimeParameter
-from beam_distil.steps.base import DISTILABEL_METADATA_KEY, GeneratorStep, Step, StepInput, StepOutput, columns_as_dict
+from beam_distil.rows import DISTILABEL_METADATA_KEY
+from beam_distil.steps.base import GeneratorStep, Step, StepInput, StepOutput, columns_as_dict
 
 
 class Task(Step, ABC):

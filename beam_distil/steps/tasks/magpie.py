@@ -62,7 +62,8 @@ from beam_distil.models.base import ChatType, LLM
 from beam_distil.models.llamacpp import LlamaCppLLM
 from beam_distil.models.openai import OpenAILLM
 from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMixin
-from beam_distil.steps.base import DISTILABEL_METADATA_KEY, GeneratorStepOutput, StepColumns
+from beam_distil.rows import DISTILABEL_METADATA_KEY
+from beam_distil.steps.base import GeneratorStepOutput, StepColumns
 from beam_distil.steps.tasks.base import GeneratorTask
 from beam_distil.steps.tasks.sequential import NoAnswer, SequentialCallsTask
 
