@@ -24,7 +24,7 @@ from typing import List, Optional
 
 from beam_distil.models import LLM, LlamaCppLLM, OpenAILLM
 from beam_distil.owned_process import tune_owned_process
-from beam_distil.pipeline import Pipeline
+from beam_distil.pipeline import Pipeline, register
 from beam_distil.steps import LoadDataFromDicts, LoadDataFromFileSystem, Step, StepInput, StepOutput
 from beam_distil.steps.base import GeneratorStep, StepColumns
 from beam_distil.steps.columns import merge_distilabel_metadata
@@ -34,6 +34,7 @@ from pipelines.preference import DEFAULT_BEAM_OPTIONS, SAMPLE_INSTRUCTIONS
 
 
 
+@register  # saved with the recipe's pipeline.yaml, so loading it may name this class
 class PrepareForScoring(Step):
     """Between TextGeneration and the scorer: the evolved instruction becomes ``instruction`` (the original is kept
     as ``original_instruction``); with ``pair``, ``instructions`` = [original, evolved] for ComplexityScorer; the

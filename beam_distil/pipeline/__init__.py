@@ -1,6 +1,7 @@
-"""Pipelines: ``Pipeline`` and its validation error."""
+"""Pipelines: ``Pipeline``, its validation error, routing, and ``register`` (what a saved pipeline may name)."""
 
 from beam_distil.pipeline.pipeline import Pipeline
+from beam_distil.pipeline.registry import register
 from beam_distil.pipeline.routing import RoutingBatchFunction, RoutingError, routing_batch_function, sample_n_steps
 from beam_distil.pipeline.validation import PipelineValidationError
 
@@ -9,6 +10,7 @@ __all__ = [
     "PipelineValidationError",
     "RoutingBatchFunction",
     "RoutingError",
+    "register",
     "routing_batch_function",
     "sample_n_steps",
 ]

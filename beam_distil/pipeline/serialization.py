@@ -53,20 +53,33 @@ What is left out or changed:
   schema (a dict): the LLM is constrained the same way and answers are validated with ``jsonschema`` instead of
   the model class, so an invalid answer's error message is worded differently.
 * A routing function made by a factory (``sample_n_steps``) is saved as the factory and its arguments. A user's
-  plain function is saved by ``module`` + ``qualname`` and must be importable where the pipeline is loaded: a
+  plain function is saved by ``module`` + ``qualname`` and must be registered where the pipeline is loaded: a
   function defined inside another function, a lambda, or one in ``__main__`` cannot be saved.
+
+Loading trusts nothing in the file (it may come from a URL or a colleague):
+
+* Every ``type_info`` is looked up in ``beam_distil.pipeline.registry``: beam_distil's own steps, tasks and LLMs,
+  and the classes and routing functions your code registers (``@register``, or an entry point of the
+  ``beam_distil.registry`` group). A module named in the file is never imported, and the only callables a file
+  may call with arguments of its choosing are the project's routing factories (``sample_n_steps``).
+* YAML is read with the safe loader, at most ``MAX_CONFIG_BYTES``, and a file with anchors is refused when its
+  aliases would expand to more than ``MAX_ALIAS_EXPANDED_NODES`` nodes (a "billion laughs" alias bomb: a few KB
+  that would take minutes and gigabytes to load). ``save`` never writes anchors or aliases.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Type
+import re
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Type
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
-from beam_distil.helpers import is_url, to_text
+import beam_distil.pipeline.registry as registry
+from beam_distil.helpers import did_you_mean, is_url, to_text
 from beam_distil.secrets import is_secret_reference
 
 if TYPE_CHECKING:
@@ -76,6 +89,21 @@ if TYPE_CHECKING:
 VERSION_KEY = "beam_distil"
 TYPE_INFO_KEY = "type_info"
 _SECRET_TYPES = (SecretStr, SecretBytes)
+
+# A saved pipeline of 100,000 LoadDataFromDicts rows is ~11 MB; far above that is a mistake or an attack.
+MAX_CONFIG_BYTES = 256 * 1024 * 1024
+# What the aliases of a YAML file may add once expanded. A legitimate hand-written file reuses a few small
+# blocks; the 3.6 KB "billion laughs" file expands to 10**9 nodes and took 78 s and 1.8 GB to load.
+MAX_ALIAS_EXPANDED_NODES = 1_000_000
+# Where a YAML anchor (``&name``) can start: after no word character (``Q&A`` and ``R&D`` are text, not
+# anchors). The pattern starts with a literal ``&``: a large file without anchors is searched in milliseconds.
+_YAML_ANCHOR = re.compile(r"&(?<!\w&)[\w-]")
+# How deeply a file may nest lists and mappings. libyaml's C loader recurses once per level with no limit of its
+# own, so 100,000 nested `[` (200 KB) crash the process; a real pipeline nests a few dozen levels at most.
+MAX_NESTING_DEPTH = 500
+_NON_BRACKETS = re.compile(r"[^\[\]{}]")
+# Block YAML nests by "- - - x" on one line, or by indentation.
+_DEEP_BLOCK = re.compile(r"(?:-[ \t]+){%d}|\n[ \t]{%d}" % (MAX_NESTING_DEPTH, 2 * MAX_NESTING_DEPTH))
 
 
 class PipelineSerializationError(ValueError):
@@ -291,35 +319,57 @@ def _where(source: Optional[str], step: Optional[str] = None) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _import_type(type_info: Any, what: str, source: Optional[str], step: Optional[str]) -> Any:
+def _registered(
+    type_info: Any,
+    what: str,
+    kind: str,
+    lookup: Callable[[str, str], Any],
+    source: Optional[str],
+    step: Optional[str],
+    hint: str = "",
+) -> Any:
+    """What ``lookup`` finds in the registry for ``type_info``. Nothing named by ``type_info`` is imported: the
+    file is untrusted, and importing a module runs its code."""
     if not isinstance(type_info, dict) or not type_info.get("module") or not type_info.get("name"):
         raise PipelineSerializationError(
             f"{what} needs `type_info: {{module: ..., name: ...}}`, got {type_info!r}{_where(source, step)}"
         )
-    module_name, name = type_info["module"], type_info["name"]
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise PipelineSerializationError(
-            f"{what}: cannot import module {module_name!r} ({error}){_where(source, step)}"
-        ) from None
-    try:
-        for part in str(name).split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise PipelineSerializationError(
-            f"{what}: module {module_name!r} has no {name!r}{_where(source, step)}"
-        ) from None
-    return obj
+    module_name, name = str(type_info["module"]), str(type_info["name"])
+    found = lookup(module_name, name)
+    if found is not None:
+        return found
+    known = registry.REGISTRY.names_in(module_name, kind)
+    if known:  # a misspelt name in a module we know: the message it always had, with a hint
+        problem = f"module {module_name!r} has no {name!r} that a pipeline file may name{_where(source, step)}."
+        problem += did_you_mean(name, known)
+    else:
+        problem = f"type_info {type_info!r} names a {kind} that is not registered{_where(source, step)}.{hint}"
+    errors = "".join(f" The {error}." for error in registry.REGISTRY.entry_point_errors)
+    raise PipelineSerializationError(
+        f"{what}: {problem} A pipeline file may name only beam_distil's own classes and what installed code"
+        f" registers, and nothing it names is imported: if `{module_name}.{name}` is yours,"
+        f" {registry.HOW_TO_REGISTER}.{errors}"
+    )
 
 
-def load_model(data: Dict[str, Any], source: Optional[str] = None, step: Optional[str] = None) -> Any:
-    """Rebuilds a pydantic model from ``dump_model`` output (nested ``type_info`` dicts become models too)."""
-    cls = _import_type(data.get(TYPE_INFO_KEY), "A saved object", source, step)
+def _model_class(data: Dict[str, Any], source: Optional[str], step: Optional[str]) -> Type[BaseModel]:
+    """The registered pydantic model class ``data``'s ``type_info`` names."""
+    cls = _registered(
+        data.get(TYPE_INFO_KEY), "A saved object", "class", registry.REGISTRY.model_class, source, step
+    )
     if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
         raise PipelineSerializationError(
             f"type_info {data.get(TYPE_INFO_KEY)!r} names {cls!r}, which is not a pydantic model{_where(source, step)}"
         )
+    return cls
+
+
+def load_model(data: Dict[str, Any], source: Optional[str] = None, step: Optional[str] = None) -> Any:
+    """Rebuilds a pydantic model from ``dump_model`` output (nested ``type_info`` dicts become models too).
+
+    Only classes in ``beam_distil.pipeline.registry`` are built; anything else is refused before any code runs.
+    """
+    cls = _model_class(data, source, step)
     kwargs = {key: _load_value(value, source, step) for key, value in data.items() if key != TYPE_INFO_KEY}
     try:
         return cls(**kwargs)
@@ -346,12 +396,21 @@ def _routing_from_dict(data: Any, upstream: str, source: Optional[str]) -> "Rout
         raise PipelineSerializationError(
             f"routing_batch_function must be a mapping, got {data!r}{_where(source, upstream)}"
         )
-    target = _import_type(data.get(TYPE_INFO_KEY), "Routing function", source, upstream)
     description = data.get("description")
     seed = data.get("seed", 0)
     if "kwargs" in data:
+        # Called with arguments from the file: only the project's own factories, checked before the call.
+        factory = _registered(
+            data.get(TYPE_INFO_KEY),
+            "Routing function",
+            "routing factory",
+            registry.REGISTRY.routing_factory,
+            source,
+            upstream,
+            hint=" Only beam_distil's routing factories (sample_n_steps) are called with `kwargs`.",
+        )
         try:
-            routing = target(**(data.get("kwargs") or {}))
+            routing = factory(**(data.get("kwargs") or {}))
         except (TypeError, ValueError) as error:
             raise PipelineSerializationError(
                 f"Cannot make routing function {data[TYPE_INFO_KEY]['name']!r}: {error}{_where(source, upstream)}"
@@ -363,6 +422,14 @@ def _routing_from_dict(data: Any, upstream: str, source: Optional[str]) -> "Rout
         if description is not None:
             routing.description = description
     else:
+        target = _registered(
+            data.get(TYPE_INFO_KEY),
+            "Routing function",
+            "routing function",
+            registry.REGISTRY.routing_function,
+            source,
+            upstream,
+        )
         if isinstance(target, RoutingBatchFunction):  # a function decorated with @routing_batch_function
             function, takes_rng = target.fn, target._takes_rng
         elif callable(target):
@@ -403,11 +470,11 @@ def pipeline_from_dict(data: Any, pipeline_cls: Type["Pipeline"], source: Option
             step_data = _require(entry, "step", dict, f"{where} in steps[{index}]")
             step_name = entry.get("name") or step_data.get("name")
             step_data = {**step_data, "name": step_name} if step_name else step_data
-            step = load_model(step_data, source, step_name or f"steps[{index}]")
-            if not isinstance(step, _Step):
-                raise PipelineSerializationError(
-                    f"{type(step).__name__} is not a step{_where(source, step_name)}"
-                )
+            where_step = step_name or f"steps[{index}]"
+            cls = _model_class(step_data, source, where_step)
+            if not issubclass(cls, _Step):  # refused before it is built: no constructor runs for a non-step
+                raise PipelineSerializationError(f"{cls.__name__} is not a step{_where(source, step_name)}")
+            load_model(step_data, source, where_step)
     for connection in connections:
         from_name = _require(connection, "from", str, f"{where} in connections")
         targets = connection.get("to") or []
@@ -429,8 +496,74 @@ def pipeline_from_dict(data: Any, pipeline_cls: Type["Pipeline"], source: Option
     return pipeline
 
 
+def _refuse_oversized(size: int, source: Optional[str]) -> None:
+    if size > MAX_CONFIG_BYTES:
+        raise PipelineSerializationError(
+            f"Pipeline file {source or 'pipeline'!r} is larger than the limit of {MAX_CONFIG_BYTES:,} bytes"
+            " (beam_distil.pipeline.serialization.MAX_CONFIG_BYTES). A config describes the pipeline: read large"
+            " data from files with LoadDataFromFileSystem or LoadDataFromHub rather than inlining it."
+        )
+
+
+def _utf8_size(text: str) -> int:
+    # Every character is 1 to 4 bytes: encode only when that range straddles the limit.
+    if len(text) > MAX_CONFIG_BYTES or len(text) * 4 <= MAX_CONFIG_BYTES:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _refuse_alias_bombs(text: str, loader: Any, source: Optional[str]) -> None:
+    """Refuses YAML whose aliases would expand to more than ``MAX_ALIAS_EXPANDED_NODES`` nodes, or that holds a
+    node containing itself, before it is loaded.
+
+    The YAML loader shares one object between an anchor and its aliases (except merge keys, ``<<: *a``, which it
+    copies), but everything after it (the models' validation, ``dump``, pickling for Beam) copies, so a few KB of
+    nested aliases become gigabytes. The event stream is walked once, each alias counted at the expanded size of
+    its anchor's node, and the walk stops at the limit: a bomb is refused in milliseconds.
+    """
+    import yaml
+
+    sizes: Dict[str, int] = {}  # anchor -> expanded node count of the node it names
+    open_collections: List[List[Any]] = []  # [anchor, expanded node count so far] of each unclosed collection
+    added_by_aliases = 0
+    where = source or "pipeline"
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            open_collections.append([event.anchor, 1])
+            continue
+        if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            anchor, size = open_collections.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor is not None:
+                sizes[event.anchor] = size
+        elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for anchor, _ in open_collections):
+                raise PipelineSerializationError(
+                    f"YAML in {where!r}: alias *{event.anchor} is inside the node &{event.anchor} it names, a"
+                    " structure that contains itself, which a pipeline cannot hold; write the data out in full."
+                )
+            size = sizes.get(event.anchor, 0)  # an undefined alias is reported by the loader
+            added_by_aliases += size
+            if added_by_aliases > MAX_ALIAS_EXPANDED_NODES:
+                raise PipelineSerializationError(
+                    f"YAML in {where!r} looks like an alias bomb (\"billion laughs\"): its aliases (*name) expand"
+                    f" to more than {MAX_ALIAS_EXPANDED_NODES:,} nodes"
+                    " (beam_distil.pipeline.serialization.MAX_ALIAS_EXPANDED_NODES), so it was not loaded. Write"
+                    " repeated data out in full, without anchors (&name) and aliases; Pipeline.save never writes them."
+                )
+        else:
+            continue
+        if open_collections:
+            open_collections[-1][1] += size
+
+
 def parse_text(text: str, format: str, source: Optional[str] = None) -> Any:
-    """Parses YAML or JSON text, naming ``source`` in the error."""
+    """Parses YAML or JSON text, naming ``source`` in the error; refuses oversized text and YAML alias bombs."""
+    _refuse_oversized(_utf8_size(text), source)
+    _refuse_deep_nesting(text, format, source)
     if format == "json":
         try:
             return json.loads(text)
@@ -438,26 +571,73 @@ def parse_text(text: str, format: str, source: Optional[str] = None) -> Any:
             raise PipelineSerializationError(
                 f"Malformed JSON in {source or 'pipeline'!r}: {error.msg} at line {error.lineno}, column {error.colno}"
             ) from None
+        except RecursionError:
+            raise _too_deep(source) from None
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if _YAML_ANCHOR.search(text):  # no anchor, no alias: nothing to expand
+            _refuse_alias_bombs(text, loader, source)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as error:
         raise PipelineSerializationError(f"Malformed YAML in {source or 'pipeline'!r}: {error}") from None
+    except RecursionError:
+        raise _too_deep(source) from None
+
+
+def _refuse_deep_nesting(text: str, format: str, source: Optional[str]) -> None:
+    """Refuses text nesting deeper than ``MAX_NESTING_DEPTH`` before a parser recurses into it. Brackets in
+    quoted strings count too: a rough but safe bound, far above what a pipeline needs."""
+    brackets = _NON_BRACKETS.sub("", text)
+    if len(brackets) > MAX_NESTING_DEPTH and max(
+        itertools.accumulate(1 if bracket in "[{" else -1 for bracket in brackets)
+    ) > MAX_NESTING_DEPTH:
+        raise _too_deep(source)
+    if format == "yaml" and _DEEP_BLOCK.search(text):
+        raise _too_deep(source)
+
+
+def _too_deep(source: Optional[str]) -> "PipelineSerializationError":
+    return PipelineSerializationError(
+        f"{source or 'The pipeline'!r} nests lists or mappings more than {MAX_NESTING_DEPTH} levels deep"
+        " (beam_distil.pipeline.serialization.MAX_NESTING_DEPTH); a pipeline file never needs that many."
+    )
+
+
+def _read_limited(handle: Any) -> Any:
+    """What ``handle`` holds (text or bytes), read in chunks up to just past ``MAX_CONFIG_BYTES``: one
+    ``read(limit)`` would allocate the whole limit up front, and ``read()`` would read a file of any size."""
+    chunks = []
+    total = 0
+    while total <= MAX_CONFIG_BYTES:
+        chunk = handle.read(1024 * 1024)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return chunks[0][:0].join(chunks) if chunks else handle.read(0)
 
 
 def read_text(path: str) -> str:
-    """The text at ``path``: a local file, or any Beam ``FileSystems`` path (``gs://...``)."""
+    """The text at ``path``: a local file, or any Beam ``FileSystems`` path (``gs://...``). A file larger than
+    ``MAX_CONFIG_BYTES`` is refused without reading it all."""
     if is_url(path):
         from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-                return handle.read().decode("utf-8")
+                raw = _read_limited(handle)
+            _refuse_oversized(len(raw), path)
+            return raw.decode("utf-8")
+        except PipelineSerializationError:
+            raise
         except Exception as error:  # Beam wraps backend errors in BeamIOError
             raise FileNotFoundError(f"Cannot read pipeline file {path!r}: {error}") from error
     with open(path, encoding="utf-8") as handle:
-        return handle.read()
+        text = _read_limited(handle)
+    _refuse_oversized(len(text), path)  # characters: more of them than the limit is more bytes too
+    return text
 
 
 def load_pipeline(path: Any, pipeline_cls: Type["Pipeline"], format: Optional[str] = None) -> "Pipeline":
@@ -465,7 +645,10 @@ def load_pipeline(path: Any, pipeline_cls: Type["Pipeline"], format: Optional[st
     path = os.fspath(path)
     format = format or format_of(path)
     data = parse_text(read_text(path), format, source=path)
-    return pipeline_from_dict(data, pipeline_cls, source=path)
+    try:
+        return pipeline_from_dict(data, pipeline_cls, source=path)
+    except RecursionError:  # nesting under the limit, but deeper than Python's own recursion allows
+        raise _too_deep(path) from None
 
 
 __all__ = [

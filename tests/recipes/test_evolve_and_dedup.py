@@ -8,6 +8,7 @@ import re
 import pytest
 
 from beam_distil.distiset import Distiset
+from beam_distil.pipeline import Pipeline
 from pipelines import evolve_and_dedup
 
 
@@ -95,3 +96,13 @@ def test_defaults_use_the_embedded_model():
         "LoadDataFromDicts", "EvolInstruct", "TextGeneration", "PrepareForScoring", "QualityScorer", "MinHashDedup"
     ]
     assert type(pipeline.dag.steps["evol_instruct"].llm).__name__ == "LlamaCppLLM"
+
+
+def test_the_recipes_own_step_is_registered_so_its_saved_pipeline_loads(tmp_path):
+    args, _ = evolve_and_dedup.parse_args([])
+    path = tmp_path / "pipeline.yaml"
+    evolve_and_dedup.build_pipeline(args).save(path)
+
+    loaded = Pipeline.from_file(path)
+
+    assert type(loaded.dag.steps["prepare_for_scoring"]).__name__ == "PrepareForScoring"
