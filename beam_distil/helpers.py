@@ -1,6 +1,6 @@
 """Small helpers shared by every layer (models, steps, pipeline, beam); this module imports none of them.
 
-* ``compile_template``: a task's Jinja prompt template, compiled once per process.
+* ``compile_template``: a task's Jinja prompt template, compiled once per process, in Jinja's sandbox.
 * ``is_url``: whether a path names a remote filesystem (``gs://``, ``https://``...) rather than a local file.
 * ``did_you_mean``: the " Did you mean 'x'?" hint of an error about an unknown name.
 * ``secret_digest``: a short fingerprint of a secret, to tell two clients apart without keeping the secret.
@@ -23,13 +23,23 @@ from functools import lru_cache
 from typing import Any, Dict, Iterable
 
 from jinja2 import StrictUndefined, Template
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+@lru_cache(maxsize=8)
+def template_environment(keep_trailing_newline: bool = True) -> ImmutableSandboxedEnvironment:
+    """The Jinja environment every template renders in: sandboxed, because a template can come from a config
+    file (``TextGeneration(template=...)`` in a saved pipeline) and plain Jinja lets a template reach Python
+    internals (``''.__class__.__mro__[1].__subclasses__()``) and run commands. The immutable sandbox also
+    refuses calls that change the rows' lists and dicts. Undefined variables are errors."""
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=keep_trailing_newline)
 
 
 @lru_cache(maxsize=64)
 def compile_template(template: str, keep_trailing_newline: bool = True) -> Template:
-    """``template`` compiled, with undefined variables as errors. Cached per process: a compiled template
-    does not pickle, so steps keep the text and compile it where they render."""
-    return Template(template, undefined=StrictUndefined, keep_trailing_newline=keep_trailing_newline)
+    """``template`` compiled in ``template_environment``. Cached per process: a compiled template does not
+    pickle, so steps keep the text and compile it where they render."""
+    return template_environment(keep_trailing_newline).from_string(template)
 
 
 def is_url(path: str) -> bool:
@@ -63,6 +73,14 @@ def to_text(data: Dict[str, Any], format: str) -> str:
 
         # libyaml's dumper (bundled with PyYAML's wheels) is 3-4x faster: a LoadDataFromDicts of 100,000 rows is
         # written in 0.9 s rather than 3.0 s. Same safe subset as safe_dump.
-        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-        return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True)
+        base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+        class WithoutAliases(base):  # type: ignore[valid-type, misc]
+            """Writes an object met twice out twice: a file with anchors is slower to load (it is checked for
+            alias bombs) and harder to read and edit."""
+
+            def ignore_aliases(self, data: Any) -> bool:
+                return True
+
+        return yaml.dump(data, Dumper=WithoutAliases, sort_keys=False, allow_unicode=True)
     raise ValueError(f"Unknown pipeline file format {format!r}: use 'yaml' or 'json'.")

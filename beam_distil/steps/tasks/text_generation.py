@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Union
 
-from jinja2 import Environment, meta
+from jinja2 import meta
 from pydantic import Field, model_validator
 
-from beam_distil.helpers import compile_template
+from beam_distil.helpers import compile_template, template_environment
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
@@ -50,7 +50,7 @@ class TextGeneration(Task):
 
     @model_validator(mode="after")
     def _check_template_uses_known_columns(self) -> "TextGeneration":
-        variables = meta.find_undeclared_variables(Environment().parse(self.template))
+        variables = meta.find_undeclared_variables(template_environment().parse(self.template))
         unknown = sorted(variables - set(self._columns))
         if unknown:
             raise ValueError(

@@ -128,3 +128,29 @@ def test_a_task_after_grouped_generations_keeps_their_metadata(openai_server):
     assert row["generation"] == "n: a"
     assert row["distilabel_metadata"]["raw_output_first"] == ["m: a #0", "m: a #1"]
     assert row["distilabel_metadata"]["raw_output_second"] == "n: a"
+
+
+def test_a_template_from_a_config_cannot_reach_python_internals(openai_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "t")  # a saved pipeline keeps no key
+    marker = tmp_path / "ran"
+    # Runs `touch` in plain Jinja: a row's string leads to every class, and one of them to the builtins.
+    gadget = (
+        "{% for c in instruction.__class__.__mro__[1].__subclasses__() %}{% if c.__name__ == 'catch_warnings' %}"
+        f"{{{{ c()._module.__builtins__['__import__']('os').system('touch {marker}') }}}}"
+        "{% endif %}{% endfor %}"
+    )
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "x"}])
+        load >> TextGeneration(
+            name="gen", template=gadget, llm=OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t")
+        )
+    config = tmp_path / "pipeline.yaml"
+    pipeline.save(config)
+
+    loaded = Pipeline.from_file(config)
+    [row] = loaded.run()["default"]["train"].to_list()
+
+    assert not marker.exists()
+    assert row["generation"] is None
+    assert "SecurityError" in row["distilabel_metadata"]["error_gen"] and "unsafe" in row["distilabel_metadata"]["error_gen"]
+    assert openai_server.request_count == 0
