@@ -11,8 +11,9 @@ Example::
 collection (``0.7`` is a float, ``true`` a bool, ``[1, 2]`` a list, ``{a: 1}`` a dict, ``"0.7"`` a string).
 Everything after ``--`` is passed to Beam as pipeline options. ``python -m beam_distil`` is the same command.
 
-Exit codes: 0 on success, 2 for a bad command line, a config that cannot be loaded, or parameters the
-pipeline rejects (the message is printed on stderr, without a traceback).
+Exit codes: 0 on success; 1 when every row of a task failed (the Distiset is saved all the same, with each
+row's reason); 2 for a bad command line, a config that cannot be loaded, parameters the pipeline rejects or a
+location it cannot write (the message is printed on stderr, without a traceback).
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def format_info(data: Dict[str, Any]) -> str:
         llm = step.get("llm")
         if isinstance(llm, dict) and "type_info" in llm:
             model = llm.get("model") or llm.get("model_path") or ""
-            lines.append(f"    llm: {llm['type_info']['name']}" + (f" ({model})" if model else ""))
+            line = f"    llm: {llm['type_info']['name']}" + (f" ({model})" if model else "")
+            # Where the prompts (and an API key from the environment) go: a config can point anywhere.
+            endpoint = llm.get("base_url") or _vertex_endpoint(llm)
+            lines.append(line + (f" at {endpoint}" if endpoint else ""))
         parameter_lines = _parameter_lines(entry.get("runtime_parameters_info", []))
         if parameter_lines:
             lines.append("    runtime parameters:")
@@ -85,15 +89,25 @@ def format_info(data: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _vertex_endpoint(llm: Dict[str, Any]) -> Optional[str]:
+    if llm.get("type_info", {}).get("name") != "VertexAILLM":
+        return None
+    location = llm.get("location") or "$GOOGLE_CLOUD_LOCATION"
+    project = llm.get("project") or "$GOOGLE_CLOUD_PROJECT"
+    return f"Vertex AI, project {project}, location {location}"
+
+
 # -- commands --------------------------------------------------------------------------------------------------
 
 
 def _load(config: str) -> Any:
+    from beam_distil.owned_process import collections_paused
     from beam_distil.pipeline import Pipeline
     from beam_distil.pipeline.serialization import PipelineSerializationError
 
     try:
-        return Pipeline.from_file(config)
+        with collections_paused():
+            return Pipeline.from_file(config)
     except (PipelineSerializationError, FileNotFoundError, IsADirectoryError) as error:
         raise CliError(str(error)) from None
 
@@ -114,11 +128,15 @@ def _run(args: argparse.Namespace, beam_options: List[str]) -> int:
     except ParameterOverrideError as error:
         raise CliError(str(error)) from None
     pipeline = _load(args.config)
+    problem = _output_problem(args.output)
+    if problem is not None:  # found before any request is paid for, not after
+        raise CliError(f"--output {args.output!r} cannot be written ({problem}): choose a folder you can write.")
     try:
         distiset = pipeline.run(
             parameters=parameters,
             options=beam_options or None,
             output_dir=args.beam_output_dir,
+            dead_letter_dir=args.dead_letter_dir,
             use_cache=not args.ignore_cache,
         )
     except PipelineValidationError as error:
@@ -127,7 +145,43 @@ def _run(args: argparse.Namespace, beam_options: List[str]) -> int:
         distiset.pipeline_yaml = to_text(pipeline.dump(), "yaml")
     distiset.save_to_disk(args.output)
     print(f"Distiset of pipeline {pipeline.name!r} saved to {args.output}")
+    failed = _steps_where_every_row_failed(pipeline.last_run_metrics)
+    if failed:
+        names = ", ".join(f"{name!r} ({count} of {count} rows)" for name, count in failed.items())
+        print(
+            f"{PROG}: error: every row of step {names} failed; the rows are in the Distiset with the reason in"
+            f" distilabel_metadata['error_<step>']",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _output_problem(output: str) -> Optional[str]:
+    """Why the Distiset could not be saved under ``output`` (any fsspec path), or ``None``."""
+    import uuid
+
+    import fsspec
+
+    try:
+        filesystem, path = fsspec.core.url_to_fs(output)
+        filesystem.makedirs(path, exist_ok=True)
+        probe = f"{path.rstrip('/')}/.beam-distil-write-check-{uuid.uuid4().hex}"
+        with filesystem.open(probe, "wb") as file:
+            file.write(b"")
+        filesystem.rm(probe)
+    except Exception as error:  # noqa: BLE001 — any failure means the Distiset could not be saved there
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _steps_where_every_row_failed(metrics: Dict[str, Dict[str, int]]) -> Dict[str, int]:
+    """Task steps whose LLM calls failed for every row they received, with that number of rows."""
+    return {
+        step: counters["rows_in"]
+        for step, counters in metrics.items()
+        if counters.get("rows_in") and counters.get("llm_failures", 0) >= counters["rows_in"]
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--beam-output-dir",
         default=None,
         help="Where Beam writes the leaf rows (needed by remote runners, e.g. gs://bucket/tmp).",
+    )
+    run.add_argument(
+        "--dead-letter-dir",
+        default=None,
+        help="Where every task's failed rows also go, as JSON lines (the rows stay in the Distiset either way).",
     )
     run.add_argument("--ignore-cache", action="store_true", help="Do not use the completions cache for this run.")
     return parser

@@ -144,13 +144,15 @@ def run(argv: Sequence[str]) -> "LaunchResult":
     """Parses ``argv`` and launches; waits only on a local runner. Raises ``LauncherError`` for user errors."""
     # Imported here, not at the top, so that console_main's start-up tuning comes before Apache Beam's import.
     from beam_distil.beam.launch import launch
+    from beam_distil.owned_process import collections_paused
     from beam_distil.pipeline import Pipeline, PipelineValidationError
     from beam_distil.pipeline.serialization import PipelineSerializationError
 
     args, beam_options = parse_args(argv)
     try:
         parameters = collect_parameters(args)
-        pipeline = Pipeline.from_file(args.pipeline_config)
+        with collections_paused():
+            pipeline = Pipeline.from_file(args.pipeline_config)
         return launch(
             pipeline,
             parameters,

@@ -21,7 +21,9 @@ Example (the first statement of an entry point)::
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
+from typing import Iterator
 
 _tuned = False
 
@@ -41,3 +43,18 @@ def tune_owned_process() -> None:
             gc.enable()
     gc.freeze()
     atexit.register(gc.freeze)
+
+
+@contextlib.contextmanager
+def collections_paused() -> Iterator[None]:
+    """In a tuned process, pauses garbage collection for the block: loading a large pipeline file makes millions
+    of objects and no garbage, and the collections it would trigger are most of its time. Elsewhere (a user's
+    process) it changes nothing."""
+    if not _tuned or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

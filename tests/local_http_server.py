@@ -1,10 +1,12 @@
-"""A real HTTP server on 127.0.0.1 for tests: one aiohttp handler for every path, on its own event loop thread."""
+"""Real HTTP servers on 127.0.0.1 for tests: one aiohttp handler for every path, on its own event loop thread;
+and an OpenAI-style server that records each request and answers what the test says."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from typing import Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from aiohttp import web
 
@@ -50,3 +52,28 @@ class LocalHTTPServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class RecordingServer:
+    """Records each request and answers with ``reply(path, body)`` -> (status, headers, payload)."""
+
+    def __init__(self, reply) -> None:
+        self.reply = reply
+        self.seen: List[Dict[str, Any]] = []
+        self._server = LocalHTTPServer(self._handle)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.seen.append({"path": request.path, "url": str(request.url), "headers": dict(request.headers),
+                          "body": json.loads(body) if body else None})
+        status, headers, payload = self.reply(request.path, self.seen[-1]["body"])
+        return web.Response(status=status, headers=headers, body=payload, content_type="application/json")
+
+    def __enter__(self) -> "RecordingServer":
+        self._server.start()
+        self.port = self._server.port
+        self.base_url = f"{self._server.url}/v1"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.stop()

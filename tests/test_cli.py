@@ -185,3 +185,42 @@ def test_python_dash_m_prints_the_info(tmp_path, docs_pipelines):
     )
     assert bad.returncode == 2
     assert "has no '='" in bad.stderr
+
+
+def test_info_shows_where_each_llm_sends_its_prompts(tmp_path, capsys, docs_pipelines):
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", "http://198.51.100.7:8000/v1", ["q"])
+
+    assert main(["pipeline", "info", "--config", config]) == 0
+
+    assert "    llm: OpenAILLM (model-a) at http://198.51.100.7:8000/v1" in capsys.readouterr().out
+
+
+def test_an_unwritable_output_is_refused_before_any_request(tmp_path, openai_server, monkeypatch, capsys, docs_pipelines):
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", openai_server.base_url, ["q"])
+    (tmp_path / "a-file").write_text("")
+
+    code = main(["pipeline", "run", "--config", config, "--output", str(tmp_path / "a-file" / "distiset")])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--output" in err and "cannot be written" in err and "Traceback" not in err
+    assert openai_server.request_count == 0
+
+
+def test_a_run_where_every_row_of_a_task_failed_exits_1_and_keeps_the_rows(tmp_path, openai_server, monkeypatch, capsys, docs_pipelines):
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    openai_server.fail_models = {"model-b"}
+    config = docs_pipelines.save(tmp_path / "pipeline.yaml", openai_server.base_url, ["q1", "q2"])
+    output = tmp_path / "distiset"
+
+    code = main(["pipeline", "run", "--config", config, "--param", "gen_b.llm.max_retries=0", "--output", str(output),
+                 "--dead-letter-dir", str(tmp_path / "dead"), "--", "--direct_running_mode=in_memory"])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "every row of step 'gen_b' (2 of 2 rows) failed" in captured.err
+    assert str(output) in captured.out
+    rows = Distiset.load_from_disk(str(output))["default"]["train"].to_list()
+    assert [row["generations"][1] for row in rows] == [None, None]
+    assert list((tmp_path / "dead").glob("*.jsonl"))

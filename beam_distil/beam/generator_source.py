@@ -8,7 +8,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_distil import progress
-from beam_distil.rows import KeyedRow
+from beam_distil.rows import KeyedRow, encodable_row
 
 if TYPE_CHECKING:
     from beam_distil.steps.base import GeneratorStep
@@ -20,6 +20,8 @@ class _GenerateDoFn(beam.DoFn):
         self._row_limit = row_limit
         self._progress_board_id = progress_board_id
         self._rows_out = Metrics.counter(step.name, "rows_out")
+        self._unencodable_rows = Metrics.counter(step.name, "unencodable_rows")
+        self._malformed_input_lines = Metrics.counter(step.name, "malformed_input_lines")
 
     def setup(self) -> None:
         self._step.load()
@@ -30,12 +32,17 @@ class _GenerateDoFn(beam.DoFn):
             if self._row_limit is not None:
                 rows = rows[: max(self._row_limit - index, 0)]
             for row in rows:
-                yield (index,), self._step.rename_outputs(row)
+                row, fixed = encodable_row(self._step.rename_outputs(row), self._step.name, drop_values=True)
+                if fixed:
+                    self._unencodable_rows.inc()
+                yield (index,), row
                 index += 1
             self._rows_out.inc(len(rows))
             progress.report(self._progress_board_id, self._step.name, rows_out=len(rows))
             if self._row_limit is not None and index >= self._row_limit:
-                return
+                break
+        # Lines of the input files that could not be read (reported by the step, which skipped them).
+        self._malformed_input_lines.inc(getattr(self._step, "malformed_input_lines", 0))
 
     def teardown(self) -> None:
         self._step.unload()

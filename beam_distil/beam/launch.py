@@ -20,16 +20,19 @@ It depends on the pipeline only through its public surface (``name``, ``dag``, `
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
 
 from beam_distil.beam.runner import (
@@ -37,6 +40,7 @@ from beam_distil.beam.runner import (
     harmless_worker_warnings_hidden,
     is_local,
     make_beam_pipeline,
+    option_problems,
     to_pipeline_options,
 )
 from beam_distil.beam.scratch_rows import read_scratch_rows
@@ -49,6 +53,7 @@ from beam_distil.distiset import (
     Distiset,
     subset_names,
 )
+from beam_distil.errors import PipelineValidationError
 from beam_distil.helpers import is_url, to_text
 from beam_distil.output_files import read_output_rows
 from beam_distil.progress import ProgressReporter
@@ -61,6 +66,9 @@ logger = logging.getLogger("beam_distil")
 
 OUTPUT_FORMATS = ("parquet", "jsonl")
 CACHE_FOLDER_UNDER_TEMP_LOCATION = "beam_distil_cache"
+SCRATCH_PREFIX = "beam-distil-"
+"""Runs without ``output_dir`` bring their rows back through ``<temp dir>/beam-distil-<pid>-*`` folders, removed
+when the run ends; a folder left by a killed process is removed by the next run."""
 
 
 @dataclass
@@ -116,15 +124,22 @@ def launch(
     logging_configured = bool(logging.getLogger().handlers or logger.handlers)
     pipeline.validate(parameters)
     pipeline_options = to_pipeline_options(options)
+    problems = option_problems(pipeline_options)
+    if problems:
+        raise PipelineValidationError(pipeline.name, problems)
     local = is_local(pipeline_options)
     if output_dir is None and not local:
         raise ValueError(
             f"Pipeline {pipeline.name!r}: a remote runner writes its results where the launching machine can read"
             " them: pass output_dir='gs://bucket/path' (any path Beam's FileSystems can write)."
         )
+    cache_dir = cache_dir_for(pipeline, pipeline_options) if use_cache else None
+    if not pipeline_options.view_as(TestOptions).dry_run:  # a dry run writes nothing and pays nothing
+        check_locations(pipeline, cache_dir, output_dir, dead_letter_dir)
     pipeline_yaml = pipeline_yaml_or_none(pipeline)
     leaves = list(pipeline.dag.leaves)
-    with tempfile.TemporaryDirectory(prefix="beam-distil-") as scratch:
+    remove_stale_scratch_folders()
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
         if output_dir is not None:
             subsets = subset_names(leaves)
             directories = {leaf: FileSystems.join(output_dir, subsets[leaf]) for leaf in leaves}
@@ -141,7 +156,7 @@ def launch(
             directories,
             routing=pipeline.routing,
             row_limit=row_limit,
-            cache_dir=cache_dir_for(pipeline, pipeline_options) if use_cache else None,
+            cache_dir=cache_dir,
             dead_letter_dir=dead_letter_dir,
             output_format=output_format if output_dir is not None else None,
             progress_board_id=reporter.board_id if reporter is not None else None,
@@ -179,6 +194,65 @@ def cache_dir_for(pipeline: "Pipeline", options: PipelineOptions) -> str:
         pipeline.name,
     )
     return default_cache_dir()
+
+
+def check_locations(
+    pipeline: "Pipeline", cache_dir: Optional[str], output_dir: Optional[str], dead_letter_dir: Optional[str]
+) -> None:
+    """Raises ``PipelineValidationError`` naming every location the run would write to and cannot, before any
+    request is paid for (a run that cannot store its answers would pay for them and lose them)."""
+    problems: List[str] = []
+    uses_cache = any(getattr(step, "use_cache", False) for step in pipeline.dag.steps.values() if step.is_task)
+    checks = [
+        (cache_dir if uses_cache else None, "the response cache",
+         "pass Pipeline(cache_dir=...) or set BEAM_DISTIL_CACHE_DIR to a writable folder, or run with use_cache=False"),
+        (output_dir, "output_dir", "pass an output_dir this process and the workers can write"),
+        (dead_letter_dir, "dead_letter_dir", "pass a dead_letter_dir this process and the workers can write"),
+    ]
+    for directory, what, remedy in checks:
+        if directory is not None:
+            problem = writability_problem(directory)
+            if problem is not None:
+                problems.append(f"{what} {directory!r} cannot be written ({problem}): {remedy}.")
+    if problems:
+        raise PipelineValidationError(pipeline.name, problems)
+
+
+def writability_problem(directory: str) -> Optional[str]:
+    """Why a file cannot be written into ``directory`` (made if missing), or ``None``: a probe file is written
+    and removed, through Beam's ``FileSystems`` (local paths, ``gs://``...)."""
+    probe = FileSystems.join(directory, f".beam-distil-write-check-{uuid.uuid4().hex}")
+    try:
+        if not is_url(directory):
+            os.makedirs(directory, exist_ok=True)
+        with FileSystems.create(probe) as file:
+            file.write(b"")
+        FileSystems.delete([probe])
+    except Exception as error:  # noqa: BLE001 — any failure means the run could not write there
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def remove_stale_scratch_folders() -> None:
+    """Removes scratch folders of this user's runs whose process is gone (killed before it could clean up)."""
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), f"{SCRATCH_PREFIX}*")):
+        pid_text = os.path.basename(path)[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        try:
+            if not pid_text.isdigit() or os.stat(path).st_uid != os.getuid() or _process_alive(int(pid_text)):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def pipeline_yaml_or_none(pipeline: "Pipeline") -> Optional[str]:

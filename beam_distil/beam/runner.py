@@ -8,12 +8,15 @@ bound, and the stock ``DirectRunner`` would first try to download the Prism runn
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
-from typing import Any, Dict, Iterator, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from beam_distil.helpers import did_you_mean
 
 BeamOptions = Union[PipelineOptions, Sequence[str], Dict[str, Any], None]
 
@@ -37,6 +40,27 @@ def harmless_worker_warnings_hidden() -> Iterator[None]:
         yield
     finally:
         beam_logger.removeFilter(hidden)
+
+
+def option_problems(options: PipelineOptions) -> List[str]:
+    """What is wrong with ``options``, found before anything runs: a value Beam's parser rejects (which would
+    otherwise end the process with ``SystemExit`` from inside ``run()``), and flags no Beam option declares
+    (which Beam would only log and ignore, so a misspelled ``--direct_num_wrokers`` would silently do nothing)."""
+    parser_output = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(parser_output):
+            given = options.get_all_options(retain_unknown_options=True)
+    except SystemExit:
+        lines = [line for line in parser_output.getvalue().splitlines() if ": error: " in line]
+        message = lines[-1].split(": error: ", 1)[1] if lines else parser_output.getvalue().strip()
+        return [f"Beam options: {message}."]
+    known = PipelineOptions([]).get_all_options()
+    return [
+        f"Beam has no option --{name}; Beam would ignore it.{did_you_mean(name, known, prefix='--')}"
+        for name in given
+        if name not in known
+    ]
+
 
 _LOCAL_RUNNERS = {"directrunner", "fnapirunner", "bundlebaseddirectrunner", "switchingdirectrunner", "prismrunner"}
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
 
 from beam_distil.beam.llm_calls import RowResult, cache_io, call_llm, describe_error
-from beam_distil.models.base import LLM
+from beam_distil.models.base import LLM, missing_answers
 from beam_distil.rows import DISTILABEL_METADATA_KEY
 
 if TYPE_CHECKING:
@@ -76,9 +76,9 @@ async def run_conversation(
             record.output_tokens += sum(output["statistics"]["output_tokens"])
             text = output["generations"][0] if output["generations"] else None
             record.answers.append(text)
-            if text is None:
-                reasons = output.get("finish_reasons") or []
-                raise NoAnswer(f"no answer: {reasons[0]}" if reasons and reasons[0] else "no answer")
+            missing = missing_answers(output)
+            if missing:
+                raise NoAnswer(f"no answer: {missing[0]}")
             try:
                 prompt = conversation.send(text)
             except StopIteration:
@@ -105,7 +105,7 @@ async def _answer(
     """The answer to one call, and whether it was paid now: from the cache, else from the LLM."""
     if key is not None:
         cached = await cache_io(cache, cache.get, key)
-        if cached is not None:
+        if cached is not None and not missing_answers(cached):
             record.cache_hits += 1
             return cached, False
     record.requests += 1

@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 
 from beam_distil import progress
 from beam_distil.beam.task_dofn import DEAD_LETTER_TAG, TaskDoFn
-from beam_distil.rows import KeyedRow, Row, RowId, child_ids
+from beam_distil.rows import KeyedRow, Row, RowId, child_ids, encodable_row
 
 if TYPE_CHECKING:
     from beam_distil.steps.base import _Step
@@ -67,6 +67,7 @@ class _StepDoFn(beam.DoFn):
         self._progress_board_id = progress_board_id
         self._rows_in = Metrics.counter(step.name, "rows_in")
         self._rows_out = Metrics.counter(step.name, "rows_out")
+        self._unencodable_rows = Metrics.counter(step.name, "unencodable_rows")
 
     def setup(self) -> None:
         self._step.load()
@@ -75,10 +76,14 @@ class _StepDoFn(beam.DoFn):
         self._rows_in.inc(len(batch))
         produced = 0
         for row_ids, inputs in _split_by_sources(batch, self._joined):
-            for keyed in _run_process(self._step, row_ids, inputs):
+            for row_id, row in _run_process(self._step, row_ids, inputs):
+                # A step's own text (decoded bytes, say) may hold a lone surrogate: escaped, so Beam can encode it.
+                row, fixed = encodable_row(row, self._step.name, drop_values=False)
+                if fixed:
+                    self._unencodable_rows.inc()
                 self._rows_out.inc()
                 produced += 1
-                yield keyed
+                yield row_id, row
         progress.report(self._progress_board_id, self._step.name, rows_in=len(batch), rows_out=produced)
 
     def teardown(self) -> None:

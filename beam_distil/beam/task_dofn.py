@@ -28,7 +28,7 @@ from beam_distil.beam.task_engine import generate_batch
 from beam_distil.cache import ResponseCache
 from beam_distil.models import event_loop
 from beam_distil.models.base import AsyncLLM
-from beam_distil.rows import KeyedRow, RowId, child_ids
+from beam_distil.rows import KeyedRow, RowId, child_ids, encodable_row
 
 if TYPE_CHECKING:
     from beam_distil.steps.tasks.base import Task
@@ -72,6 +72,10 @@ class TaskDoFn(beam.DoFn):
         self._output_tokens = Metrics.counter(name, "output_tokens")
         self._retries = Metrics.counter(name, "llm_retries")
         self._cache_hits = Metrics.counter(name, "cache_hits")
+        self._unencodable_rows = Metrics.counter(name, "unencodable_rows")
+        self._cache_problems = {
+            problem: Metrics.counter(name, problem) for problem in ("cache_write_failures", "cache_corrupt_entries")
+        }
 
     def setup(self) -> None:
         self._client = shared_llms.acquire(self._task.llm)
@@ -104,6 +108,13 @@ class TaskDoFn(beam.DoFn):
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         yield from self._emit_finished(wait_for_all=True)
+        self._count_cache_problems()
+
+    def _count_cache_problems(self) -> None:
+        # Counted here, in the Beam thread, from what the cache met on the event loop.
+        if self._cache is not None:
+            for problem, count in self._cache.take_counts().items():
+                self._cache_problems[problem].inc(count)
 
     def _emit_finished(self, wait_for_all: bool) -> Iterator[WindowedValue]:
         # Oldest first, so a bundle's output order follows its input order.
@@ -116,13 +127,20 @@ class TaskDoFn(beam.DoFn):
             progress.report(self._progress_board_id, self._task.name, in_flight=-len(head.row_ids))
             for row_id, result in zip(head.row_ids, head.future.result()):
                 self._count(result)
-                rows = [self._task.rename_outputs(row) for row in result.rows]
+                rows = [self._encodable(self._task.rename_outputs(row)) for row in result.rows]
                 for output_id, row in zip(child_ids(row_id, len(rows)), rows):
                     yield WindowedValue((output_id, row), head.timestamp, (head.window,))
                     if result.failed:
                         # The row also stays in the main output; this copy is for whoever reruns the failures.
                         record = {"step": self._task.name, "row_id": list(output_id), "error": result.error, "row": row}
                         yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(record, head.timestamp, (head.window,)))
+
+    def _encodable(self, row: dict) -> dict:
+        # An answer can hold a lone surrogate (a JSON "\ud800" escape): kept escaped, so the row can be encoded.
+        row, fixed = encodable_row(row, self._task.name, drop_values=False)
+        if fixed:
+            self._unencodable_rows.inc()
+        return row
 
     def _count(self, result: RowResult) -> None:
         # Metrics live in the Beam thread's context, so they are counted here, not on the event loop.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from beam_distil.beam.llm_calls import RowResult, cache_io, call_llm, describe_error
 from beam_distil.beam.sequential_calls import generate_conversation_row
-from beam_distil.models.base import LLM
+from beam_distil.models.base import LLM, missing_answers
 
 if TYPE_CHECKING:
     from beam_distil.cache import ResponseCache
@@ -51,7 +51,7 @@ async def generate_row(
     key = cache.key(client, formatted, task.num_generations, kwargs) if cache is not None else None
     if key is not None:
         cached = await cache_io(cache, cache.get, key)
-        if cached is not None:
+        if cached is not None and not missing_answers(cached):  # an empty answer cached by an older version
             return RowResult(rows=task.rows_from_output(input, formatted, cached), requests=0, failed=False,
                              input_tokens=0, output_tokens=0, cache_hits=1)
     outcome = await call_llm(client, formatted, task.num_generations, kwargs)
@@ -60,15 +60,19 @@ async def generate_row(
         return RowResult(rows=task.rows_from_output(input, formatted, None, error=reason), requests=1, failed=True,
                          input_tokens=0, output_tokens=0, retries=outcome.retries, error=reason)
     output = outcome.output
-    if key is not None:
+    missing = missing_answers(output)
+    # An answer without text (filtered, refused, empty) was paid but is a failure: counted, dead-lettered, and
+    # not cached, so a re-run asks again.
+    if key is not None and not missing:
         await cache_io(cache, cache.put, key, output)
     return RowResult(
         rows=task.rows_from_output(input, formatted, output),
         requests=1,
-        failed=False,
+        failed=bool(missing),
         input_tokens=sum(output["statistics"]["input_tokens"]),
         output_tokens=sum(output["statistics"]["output_tokens"]),
         retries=outcome.retries,
+        error=f"no answer: {'; '.join(missing)}" if missing else None,
     )
 
 

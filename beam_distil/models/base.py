@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, PrivateAttr, field_serializer
 from typing_extensions import NotRequired, TypedDict
@@ -60,6 +61,10 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
         protected_namespaces=(),
     )
 
+    generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {}
+    """The values each numeric generation parameter may take, ``(low, high)`` inclusive, ``None`` for no bound;
+    checked before launch, so that a temperature of -3 is an error rather than a request paid for."""
+
     generation_kwargs: Optional[RuntimeParameter[Dict[str, Any]]] = Field(
         default_factory=dict,
         description="Keyword arguments passed to every generation call (temperature, max_new_tokens, ...).",
@@ -98,21 +103,31 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
         ]
 
     def check_generation_kwarg(self, name: str, value: Any) -> Optional[str]:
-        """Why ``value`` does not fit the generation parameter ``name``'s annotation, or ``None`` if it does."""
+        """Why ``value`` does not fit the generation parameter ``name``, or ``None`` if it does: its type (strictly:
+        ``"12"`` is not an int, ``True`` is not a number), a finite number, and the backend's range for it
+        (``generation_kwarg_ranges``)."""
         from pydantic import TypeAdapter, ValidationError
 
         method = self.agenerate if isinstance(self, AsyncLLM) else self.generate
         annotation = inspect.signature(method).parameters[name].annotation
-        if annotation is inspect.Parameter.empty:
-            return None
         if isinstance(annotation, str):  # postponed annotations (`from __future__ import annotations`)
             import typing
 
             annotation = typing.get_type_hints(method).get(name, Any)
-        try:
-            TypeAdapter(annotation).validate_python(value, strict=False)
-        except ValidationError as error:
-            return f"got {value!r}: {error.errors(include_url=False)[0]['msg']}"
+        if annotation is not inspect.Parameter.empty:
+            try:
+                TypeAdapter(annotation).validate_python(value, strict=True)
+            except ValidationError as error:
+                return f"got {value!r}: {error.errors(include_url=False)[0]['msg']}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"got {value!r}: it must be a finite number"
+        low, high = self.generation_kwarg_ranges.get(name, (None, None))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f"between {low} and {high}" if low is not None and high is not None else (
+                    f"at least {low}" if low is not None else f"at most {high}"
+                )
+                return f"got {value!r}: {type(self).__name__} takes {name} {bounds}"
         return None
 
     def check_ready(self) -> List[str]:
@@ -132,6 +147,26 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
         """``text`` with this LLM's secrets removed, for error messages kept in rows and logs."""
         return text
 
+    def redact_error(self, error: BaseException) -> BaseException:
+        """``error`` (and the errors it was raised from) with this LLM's secrets removed from its message and
+        from the ``message``/``body`` a client library keeps (a server may echo the key it was sent)."""
+        seen = set()
+        current: Optional[BaseException] = error
+        while current is not None and id(current) not in seen:
+            seen.add(id(current))
+            current.args = tuple(self.redact(arg) if isinstance(arg, str) else arg for arg in current.args)
+            for attribute in ("message", "body"):
+                value = getattr(current, attribute, None)
+                try:
+                    if isinstance(value, str):
+                        setattr(current, attribute, self.redact(value))
+                    elif isinstance(value, (dict, list)):
+                        setattr(current, attribute, json.loads(self.redact(json.dumps(value))))
+                except (AttributeError, TypeError, ValueError):  # read-only, or not JSON: left as it is
+                    continue
+            current = current.__cause__ or current.__context__
+        return error
+
     # Settings that change how calls are made, not what they answer: left out of the response-cache key.
     _operational_fields = {
         "generation_kwargs", "structured_output", "max_concurrency", "max_retries", "retry_base_delay",
@@ -145,6 +180,33 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     def client_fingerprint(self) -> str:
         """Identifies the client this config makes: equal fingerprints share one client in a process."""
         return f"{type(self).__module__}.{type(self).__qualname__}:{self.model_dump_json(exclude={'generation_kwargs', 'structured_output'})}"
+
+
+def has_text(generation: Optional[str]) -> bool:
+    """Whether a generation is a usable answer: some text, not ``None``, empty or only whitespace."""
+    return generation is not None and bool(generation.strip())
+
+
+def why_no_text(generation: Optional[str], reason: Optional[str]) -> str:
+    """``"no text (content_filter)"``, ``"empty text (stop)"``: a generation without usable text, and the
+    backend's reason when it gave one."""
+    what = "empty text" if generation is not None else "no text"
+    return f"{what} ({reason})" if reason else what
+
+
+def missing_answers(output: GenerateOutput) -> List[str]:
+    """Why each generation of ``output`` without usable text has none (``"generation 2: content_filter"``),
+    from the backend's ``finish_reasons`` where it gave one; empty when every generation has text."""
+    generations = output["generations"]
+    if not generations:
+        return ["the backend returned no generation"]
+    reasons = output.get("finish_reasons") or []
+    missing = []
+    for index, generation in enumerate(generations):
+        if not has_text(generation):
+            reason = reasons[index] if index < len(reasons) else None
+            missing.append(f"generation {index + 1}: {why_no_text(generation, reason)}")
+    return missing
 
 
 @dataclass
@@ -230,12 +292,14 @@ class AsyncLLM(LLM, ABC):
             retries += 1
 
     def generate(self, inputs: List[FormattedInput], num_generations: int = 1, **kwargs: Any) -> List[GenerateOutput]:
-        """Synchronous ``acall`` for every input, concurrently; raises the first error that survived its retries."""
+        """Synchronous ``acall`` for every input, concurrently; raises the first error that survived its retries
+        (with this LLM's secrets removed from it)."""
+
         async def generate_all() -> List[CallOutcome]:
             return list(await asyncio.gather(*(self.acall(i, num_generations=num_generations, **kwargs) for i in inputs)))
 
         outcomes = run_coroutine(generate_all())
         for outcome in outcomes:
             if outcome.error is not None:
-                raise outcome.error
+                raise self.redact_error(outcome.error)
         return [outcome.output for outcome in outcomes]  # type: ignore[misc]

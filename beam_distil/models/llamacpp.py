@@ -24,7 +24,7 @@ import importlib.metadata
 import json
 import os
 import threading
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, PositiveInt, PrivateAttr
 
@@ -52,6 +52,18 @@ def default_model_path() -> str:
 
 class LlamaCppLLM(LLM):
     """Chat (``input`` is a list of messages) or raw completion (``input`` is a string) with llama.cpp."""
+
+    # The values llama.cpp's samplers take (a negative or zero max_tokens would mean "no limit" there).
+    generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
+        "max_new_tokens": (1, None),
+        "temperature": (0.0, None),
+        "top_p": (0.0, 1.0),
+        "top_k": (0, None),
+        "min_p": (0.0, 1.0),
+        "repeat_penalty": (0.0, None),
+        "frequency_penalty": (-2.0, 2.0),
+        "presence_penalty": (-2.0, 2.0),
+    }
 
     model_path: Optional[RuntimeParameter[str]] = Field(
         default=None, description="A GGUF file; the embedded SmolLM2-135M-Instruct when not given."

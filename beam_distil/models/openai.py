@@ -17,7 +17,8 @@ The API key comes from ``api_key`` or, on the worker that makes the client, from
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Union
+import urllib.parse
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
@@ -33,6 +34,16 @@ _BASE_URL_ENV_VAR = "OPENAI_BASE_URL"
 
 class OpenAILLM(AsyncLLM):
     """Chat completions (``input`` is a list of messages) or text completions (``input`` is a string)."""
+
+    # OpenAI's documented ranges (servers that speak its API take the same).
+    generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
+        "max_new_tokens": (1, None),
+        "temperature": (0.0, 2.0),
+        "top_p": (0.0, 1.0),
+        "frequency_penalty": (-2.0, 2.0),
+        "presence_penalty": (-2.0, 2.0),
+        "top_logprobs": (0, 20),
+    }
 
     model: str = Field(description="Model name as the server knows it.")
     base_url: Optional[RuntimeParameter[str]] = Field(
@@ -58,9 +69,18 @@ class OpenAILLM(AsyncLLM):
         return os.getenv(_API_KEY_ENV_VAR)
 
     def check_ready(self) -> List[str]:
+        problems = []
+        parts = urllib.parse.urlsplit(self.base_url or "")
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(
+                f"base_url {self.base_url!r} of model {self.model!r} is not an http(s) URL; write it like"
+                " 'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'"
+            )
         if not self._api_key_setting():
-            return [f"no API key for model {self.model!r}: pass `api_key=` or set the `{_API_KEY_ENV_VAR}` environment variable"]
-        return []
+            problems.append(
+                f"no API key for model {self.model!r}: pass `api_key=` or set the `{_API_KEY_ENV_VAR}` environment variable"
+            )
+        return problems
 
     def client_fingerprint(self) -> str:
         # Different keys must not share a client; the digest keeps the key itself out of the fingerprint.
@@ -155,13 +175,20 @@ class OpenAILLM(AsyncLLM):
         # Like the SDK's extra_body: extra fields for servers that take more than OpenAI's API (vLLM, TGI...).
         body.update(extra_body or {})
         completion = await self._aclient.post("completions" if isinstance(input, str) else "chat/completions", body)
-        choices = completion["choices"]
-        if isinstance(input, str):
-            generations = [choice.get("text") for choice in choices]
-        else:
-            generations = [(choice.get("message") or {}).get("content") for choice in choices]
-        # A server may return fewer choices than asked; the missing ones are None rather than absent.
-        generations += [None] * (num_generations - len(generations))
+        choices = completion["choices"][:num_generations]
+        generations: List[Optional[str]] = []
+        finish_reasons: List[Optional[str]] = []
+        for choice in choices:
+            message = {} if isinstance(input, str) else (choice.get("message") or {})
+            generations.append(choice.get("text") if isinstance(input, str) else message.get("content"))
+            # A refusal comes as `refusal` text with no content: it is the reason there is no answer.
+            refusal = message.get("refusal")
+            finish_reasons.append(f"refusal: {refusal}" if refusal else choice.get("finish_reason"))
+        # A server may return fewer choices than asked (none at all, say, when a filter drops them): the missing
+        # ones are None with the reason, rather than absent.
+        missing = num_generations - len(generations)
+        generations += [None] * missing
+        finish_reasons += [f"the server returned {len(choices)} of {num_generations} choices"] * missing
         usage = completion.get("usage") or {}
         return {
             "generations": generations,
@@ -169,6 +196,7 @@ class OpenAILLM(AsyncLLM):
                 "input_tokens": [usage.get("prompt_tokens") or 0],
                 "output_tokens": [usage.get("completion_tokens") or 0],
             },
+            "finish_reasons": finish_reasons,
         }
 
 

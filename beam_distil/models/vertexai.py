@@ -31,7 +31,7 @@ not return. A generation whose candidate was blocked (a safety, recitation, bloc
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
@@ -73,6 +73,14 @@ def _enum_name(value: Any) -> Optional[str]:
 
 class VertexAILLM(AsyncLLM):
     """Gemini ``generateContent`` on Vertex AI; ``input`` is a list of messages or a single user prompt."""
+
+    # Gemini's documented ranges.
+    generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
+        "max_new_tokens": (1, None),
+        "temperature": (0.0, 2.0),
+        "top_p": (0.0, 1.0),
+        "top_k": (1, None),
+    }
 
     model: str = Field(description="Gemini model name, e.g. `gemini-2.0-flash`.")
     project: Optional[RuntimeParameter[str]] = Field(

@@ -83,6 +83,15 @@ class Pipeline:
     # -- parameters and validation -------------------------------------------------------------------------
 
     def _apply_parameters(self, parameters: Optional[Dict[str, Dict[str, Any]]]) -> None:
+        if parameters is not None and not isinstance(parameters, dict):
+            raise PipelineValidationError(
+                self.name,
+                [
+                    f"run(parameters=...) must be a dict of step name -> that step's parameters, e.g."
+                    f" {{'gen': {{'llm': {{'generation_kwargs': {{'temperature': 0.7}}}}}}}}; got a"
+                    f" {type(parameters).__name__}: {parameters!r}"
+                ],
+            )
         problems: List[str] = []
         for step_name, step_parameters in (parameters or {}).items():
             step = self.dag.steps.get(step_name)
@@ -179,6 +188,10 @@ class Pipeline:
         """Runs the pipeline on the first ``batch_size`` rows of each generator, to check it end to end."""
         from beam_distil.beam.launch import launch
 
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise PipelineValidationError(
+                self.name, [f"dry_run(batch_size=...) is how many rows each generator yields: at least 1, got {batch_size!r}"]
+            )
         if dataset is not None:
             self._add_dataset(dataset)
         result = launch(self, parameters, options=options, row_limit=batch_size)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+from beam_distil.errors import PipelineValidationError
 from beam_distil.helpers import did_you_mean
 from beam_distil.models.base import LLM
+from beam_distil.rows import DISTILABEL_METADATA_KEY, unencodable_text
 from beam_distil.steps.base import columns_as_dict
 from beam_distil.steps.tasks.base import Task
 
@@ -13,14 +16,10 @@ if TYPE_CHECKING:
     from beam_distil.pipeline.pipeline import Pipeline
     from beam_distil.steps.base import _Step
 
+logger = logging.getLogger("beam_distil")
 
-class PipelineValidationError(ValueError):
-    """The pipeline cannot run as defined. ``problems`` lists each reason."""
-
-    def __init__(self, pipeline_name: str, problems: List[str]) -> None:
-        self.problems = problems
-        listed = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"Pipeline {pipeline_name!r} is not valid:\n{listed}")
+# Every task writes these; a chain of tasks replacing them is the normal case, not worth a warning.
+_COLUMNS_EVERY_TASK_REWRITES = {"model_name", DISTILABEL_METADATA_KEY}
 
 
 def _check_mappings(step: "_Step") -> List[str]:
@@ -66,8 +65,26 @@ def _check_columns(pipeline: "Pipeline") -> List[str]:
                 f" `input_mappings={{{missing[0]!r}: <available column>}}` on {name!r}, or with"
                 f" `output_mappings` on the step that produces it."
             )
+        overwritten = [c for c in step.get_outputs() if c in available and c not in _COLUMNS_EVERY_TASK_REWRITES]
+        if overwritten:
+            logger.warning(
+                "Step %r writes %s, which its incoming rows already have: the incoming values are replaced."
+                " To keep both, rename this step's outputs with output_mappings.", name, overwritten,
+            )
         columns[name] = step.columns_after(available)
     return problems
+
+
+def _check_encodable(step: "_Step") -> List[str]:
+    """A step's configuration (a system prompt, a template...) must be text Beam can encode: it is sent with
+    every row, so a lone surrogate there would fail every row after its request was paid for."""
+    problem = unencodable_text(step.model_dump(exclude={"pipeline"}))
+    if problem is None:
+        return []
+    return [
+        f"Step {step.name!r}: its configuration holds text UTF-8 cannot encode ({problem}); decode such text with"
+        " errors='replace' rather than 'surrogateescape', or fix it."
+    ]
 
 
 def _check_llm(step: "_Step", llm: LLM) -> List[str]:
@@ -159,6 +176,8 @@ def validate_pipeline(pipeline: "Pipeline") -> None:
                 " MergeColumns or CombineOutputs step before it to join them."
             )
         problems.extend(_check_mappings(step))
+        if not step.is_generator:  # a generator's rows are checked one by one at run time, never failing the job
+            problems.extend(_check_encodable(step))
         for parameter in step.missing_runtime_parameters():
             problems.append(
                 f"Step {name!r}: runtime parameter {parameter!r} is required but has no value; set it in the"

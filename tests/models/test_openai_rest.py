@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import openai
 import pytest
-from aiohttp import web
 
 from beam_distil.models.event_loop import run_coroutine
 from beam_distil.models import OpenAILLM
 from beam_distil.models.openai_rest import OpenAIRESTClient
-from tests.local_http_server import LocalHTTPServer
+from tests.local_http_server import RecordingServer
 
 CHAT = [{"role": "user", "content": "hi"}]
 
@@ -24,31 +23,6 @@ def generate(llm: OpenAILLM, input: Any = CHAT, **kwargs: Any) -> Dict[str, Any]
         return run_coroutine(llm.agenerate(input, **kwargs))
     finally:
         llm.unload()
-
-
-class RecordingServer:
-    """Records each request and answers with ``reply(path, body)`` -> (status, headers, payload)."""
-
-    def __init__(self, reply) -> None:
-        self.reply = reply
-        self.seen: List[Dict[str, Any]] = []
-        self._server = LocalHTTPServer(self._handle)
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.seen.append({"path": request.path, "url": str(request.url), "headers": dict(request.headers),
-                          "body": json.loads(body) if body else None})
-        status, headers, payload = self.reply(request.path, self.seen[-1]["body"])
-        return web.Response(status=status, headers=headers, body=payload, content_type="application/json")
-
-    def __enter__(self) -> "RecordingServer":
-        self._server.start()
-        self.port = self._server.port
-        self.base_url = f"{self._server.url}/v1"
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.stop()
 
 
 def completion(text: str = "ok") -> bytes:
@@ -163,3 +137,21 @@ def test_the_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(r
     assert recording.seen[0]["url"] == "http://api.example.invalid/v1/chat/completions"
     monkeypatch.setenv("NO_PROXY", "api.example.invalid")
     assert OpenAIRESTClient(base_url="http://api.example.invalid/v1", api_key="t", timeout=1)._proxy is None
+
+
+def test_a_direct_generate_error_never_shows_the_key_a_server_echoes():
+    key = "sk-secret-0123456789"
+    echo = json.dumps({"error": {"message": f"Incorrect API key provided: {key}", "type": "invalid_request_error"}})
+    with RecordingServer(lambda path, body: (401, {}, echo.encode())) as server:
+        llm = OpenAILLM(model="m", base_url=server.base_url, api_key=key)
+        llm.load()
+        try:
+            with pytest.raises(openai.AuthenticationError) as caught:
+                llm.generate([CHAT])
+        finally:
+            llm.unload()
+
+    error = caught.value
+    assert key not in str(error) and key not in repr(error.args)
+    assert key not in json.dumps(error.body) and key not in error.message
+    assert "Incorrect API key provided: **********" in str(error)

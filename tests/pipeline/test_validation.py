@@ -218,3 +218,76 @@ def test_an_input_mapping_onto_an_existing_column_keeps_that_column(openai_serve
     row = pipeline.run()["default"]["train"][0]
     assert row["generation"] == "m: better"
     assert row["instruction"] == "original" and row["evolved"] == "better"
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"temperature": float("nan")}, "generation parameter 'temperature' got nan: it must be a finite number"),
+        ({"temperature": -3}, "generation parameter 'temperature' got -3: OpenAILLM takes temperature between 0.0 and 2.0"),
+        ({"top_p": 7}, "generation parameter 'top_p' got 7: OpenAILLM takes top_p between 0.0 and 1.0"),
+        ({"max_new_tokens": -5}, "generation parameter 'max_new_tokens' got -5: OpenAILLM takes max_new_tokens at least 1"),
+        ({"seed": "12"}, "generation parameter 'seed' got '12': Input should be a valid integer"),
+    ],
+)
+def test_generation_kwargs_out_of_range_or_of_the_wrong_type(kwargs, expected):
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "x"}])
+        load >> TextGeneration(name="gen", llm=llm(generation_kwargs=kwargs))
+    assert f"Step 'gen': {expected}" in problems_of(pipeline)
+
+
+def test_a_base_url_that_is_not_a_url():
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "x"}])
+        load >> TextGeneration(name="gen", llm=OpenAILLM(model="m", base_url="not a url", api_key="t"))
+    assert "Step 'gen': base_url 'not a url' of model 'm' is not an http(s) URL" in problems_of(pipeline)
+
+
+def test_parameters_that_are_not_a_dict():
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "x"}])
+        load >> TextGeneration(name="gen", llm=llm())
+    assert "run(parameters=...) must be a dict of step name -> that step's parameters" in problems_of(
+        pipeline, parameters=["gen"]
+    )
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--direct_running_mode=bogus"], "Beam options: argument --direct_running_mode: invalid choice: 'bogus'"),
+        (["--direct_num_wrokers=2"], "Beam has no option --direct_num_wrokers; Beam would ignore it. Did you mean '--direct_num_workers'"),
+        ({"direct_num_wrokers": 2}, "Beam has no option --direct_num_wrokers"),
+    ],
+)
+def test_bad_beam_options_are_errors_not_system_exit_or_a_warning(options, expected):
+    with Pipeline("p") as pipeline:
+        LoadDataFromDicts(data=[{"a": 1}]) >> KeepColumns(columns=["a"])
+    assert expected in problems_of(pipeline, options=options)
+
+
+def test_dry_run_needs_at_least_one_row():
+    with Pipeline("p") as pipeline:
+        LoadDataFromDicts(data=[{"a": 1}]) >> KeepColumns(columns=["a"])
+    with pytest.raises(PipelineValidationError, match=r"dry_run\(batch_size=...\) .* at least 1, got 0"):
+        pipeline.dry_run(batch_size=0)
+
+
+def test_a_system_prompt_holding_a_lone_surrogate_is_refused_before_anything_is_sent():
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "x"}])
+        load >> TextGeneration(name="gen", llm=llm(), system_prompt="caf\udce9")
+    message = problems_of(pipeline)
+    assert "Step 'gen': its configuration holds text UTF-8 cannot encode" in message
+    assert "'\\udce9', a lone surrogate" in message
+
+
+def test_writing_over_input_columns_is_a_warning(openai_server, caplog):
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "x", "generation": "mine"}])
+        load >> TextGeneration(name="gen", llm=OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t"))
+    with caplog.at_level("WARNING", logger="beam_distil"):
+        pipeline.run()
+    assert "Step 'gen' writes ['generation'], which its incoming rows already have" in caplog.text
+    assert "output_mappings" in caplog.text

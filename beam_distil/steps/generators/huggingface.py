@@ -9,7 +9,10 @@ import csv
 import glob
 import itertools
 import json
+import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -18,6 +21,8 @@ from pydantic import Field, PrivateAttr
 from beam_distil.helpers import is_url
 from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.steps.base import GeneratorStep, GeneratorStepOutput
+
+_logger = logging.getLogger(__name__)
 
 _FILETYPES = ("jsonl", "json", "parquet", "csv")
 _BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
@@ -166,6 +171,13 @@ class LoadDataFromFileSystem(LoadDataFromHub):
     revision: Optional[str] = Field(default=None, exclude=True)
 
     _schema_cache: Optional[Tuple[Any, List[str]]] = PrivateAttr(default=None)
+    _malformed_lines: List[str] = PrivateAttr(default_factory=list)
+    _clean_copies: Optional[str] = PrivateAttr(default=None)
+
+    @property
+    def malformed_input_lines(self) -> int:
+        """How many lines of the JSON lines files could not be read (and were skipped) when the step loaded."""
+        return len(self._malformed_lines)
 
     def _where(self) -> str:
         return f"Step {self.name!r} ({type(self).__name__})"
@@ -260,6 +272,8 @@ class LoadDataFromFileSystem(LoadDataFromHub):
                 raise ValueError(f"{self._where()}: set `filetype` to one of {list(_FILETYPES)} for {files[0]!r}.")
         else:
             files, filetype = self._resolve_files()
+            if filetype == "jsonl":
+                files = [self._without_malformed_lines(path) for path in files]
         return load_dataset(
             _BUILDERS[filetype],
             data_files=files,
@@ -267,6 +281,46 @@ class LoadDataFromFileSystem(LoadDataFromHub):
             streaming=bool(self.streaming),
             storage_options=self.storage_options,
         )
+
+
+    def _without_malformed_lines(self, path: str) -> str:
+        """``path``, or a copy of it without the lines that are not a JSON object: one bad line must not fail the
+        job. Each skipped line is logged with its file and number, and counted (``malformed_input_lines``)."""
+        good: List[str] = []
+        bad: List[str] = []
+        with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    line.encode("utf-8")  # a line with bytes that are not UTF-8 (kept as lone surrogates)
+                except (ValueError, UnicodeEncodeError) as error:
+                    bad.append(f"{path}:{number}: {type(error).__name__}: {error}")
+                    continue
+                if not isinstance(record, dict):
+                    bad.append(f"{path}:{number}: a JSON {type(record).__name__}, not an object")
+                    continue
+                good.append(line if line.endswith("\n") else line + "\n")
+        if not bad:
+            return path
+        self._malformed_lines.extend(bad)
+        _logger.warning(
+            "%s: skipped %d malformed line(s) of %r, the rest is read: %s", self._where(), len(bad), path,
+            "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""),
+        )
+        if self._clean_copies is None:
+            self._clean_copies = tempfile.mkdtemp(prefix="beam-distil-clean-input-")
+        copy = os.path.join(self._clean_copies, f"{len(os.listdir(self._clean_copies))}-{os.path.basename(path)}")
+        with open(copy, "w", encoding="utf-8") as handle:
+            handle.writelines(good)
+        return copy
+
+    def unload(self) -> None:
+        if self._clean_copies is not None:
+            shutil.rmtree(self._clean_copies, ignore_errors=True)
+            self._clean_copies = None
+        super().unload()
 
 
 def _extension(name: str) -> str:
@@ -286,6 +340,8 @@ def _read_columns(path: str, filetype: str, where: str) -> List[str]:
             if not header:
                 raise ValueError("the file is empty (no CSV header)")
             return header
+        if filetype == "jsonl":
+            return list(_first_json_line_record(path).keys())
         return list(_first_json_record(path).keys())
     except ValueError as error:
         if str(error).startswith(where):
@@ -298,6 +354,19 @@ def _read_columns(path: str, filetype: str, where: str) -> List[str]:
         raise ValueError(
             f"{where}: cannot read {path!r}: {error}. Check that the file exists and is readable."
         ) from error
+
+
+def _first_json_line_record(path: str) -> Dict[str, Any]:
+    """The first line of a JSON lines file that is a JSON object (malformed lines are skipped at load too)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                return record
+    raise ValueError("no line is a JSON object")
 
 
 def _first_json_record(path: str) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Dict, List, Optional
 
 from pydantic import Field, PositiveInt
 
-from beam_distil.models.base import ChatType, FormattedInput, GenerateOutput, LLM
+from beam_distil.models.base import ChatType, FormattedInput, GenerateOutput, LLM, has_text, why_no_text
 from beam_distil.models.structured_output import StructuredOutputSchema, json_schema_of, parse_structured
 from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.rows import DISTILABEL_METADATA_KEY
@@ -140,7 +140,8 @@ class Task(Step, ABC):
         schema = self.structured_output_for(input) if output else None
         per_generation: List[Dict[str, Any]] = []
         for index, generation in enumerate(generations):
-            columns = self._generation_columns(generation, input, schema)
+            answered = has_text(generation)
+            columns = self._generation_columns(generation if answered else None, input, schema)
             metadata = {**inherited_metadata, **columns.pop(DISTILABEL_METADATA_KEY, {})}
             if self.add_raw_output:
                 metadata[f"raw_output_{self.name}"] = generation
@@ -152,8 +153,10 @@ class Task(Step, ABC):
             }
             if error is not None:
                 metadata[f"error_{self.name}"] = error
-            elif generation is None and index < len(finish_reasons) and finish_reasons[index]:
-                metadata[f"error_{self.name}"] = f"no answer: {finish_reasons[index]}"
+            elif not answered:
+                # No usable text: the row is a recorded failure, with the backend's reason when it gave one.
+                reason = finish_reasons[index] if index < len(finish_reasons) else None
+                metadata[f"error_{self.name}"] = f"no answer: {why_no_text(generation, reason)}"
             columns[DISTILABEL_METADATA_KEY] = metadata
             per_generation.append(columns)
         model_name = self.llm.model_name
