@@ -115,7 +115,12 @@ class OpenAILLM(AsyncLLM):
         # Resolved here, on the worker: a Secret Manager reference is read with the worker's own identity.
         api_key = self._resolved_key = resolve_secret(setting)
         # One attempt per post: retries are AsyncLLM.acall's (Retry-After, malformed bodies, adaptive concurrency).
-        self._aclient = OpenAIRESTClient(base_url=self.base_url, api_key=api_key, timeout=self.timeout)
+        self._aclient = OpenAIRESTClient(timeout=self.timeout, **self.client_options(api_key))
+
+    def client_options(self, api_key: str) -> Dict[str, Any]:
+        """How the REST client reaches the server: ``base_url``, ``api_key`` (sent as a Bearer token), and
+        optional ``headers`` and ``params``. Services with another URL scheme or authentication override it."""
+        return {"base_url": self.base_url, "api_key": api_key}
 
     def unload(self) -> None:
         if self._aclient is not None:

@@ -51,19 +51,33 @@ class OpenAIRESTClient:
     runs the requests, and closed there by :meth:`close`.
     """
 
-    def __init__(self, *, base_url: str, api_key: str, timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: Optional[str],
+        timeout: float,
+        headers: Optional[Mapping[str, str]] = None,
+        params: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        """``headers`` and ``params`` (query parameters) are for servers that authenticate or version requests
+        otherwise (Azure OpenAI: an ``api-key`` header and ``?api-version=``); without ``api_key`` no
+        ``Authorization`` header is sent."""
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self.timeout = timeout
+        self._params = dict(params or {})
         self._headers = {
-            "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": f"beam-distil/{__version__}",
         }
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
         for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
             if os.getenv(variable):
                 self._headers[header] = os.environ[variable]
+        self._headers.update(headers or {})
         self._proxy = _proxy_for(self.base_url)
         self._session: Optional[aiohttp.ClientSession] = None
 
@@ -84,7 +98,9 @@ class OpenAIRESTClient:
         """The decoded JSON answer to ``body`` posted at ``{base_url}/{path}``; raises the SDK's exceptions."""
         url = f"{self.base_url}/{path}"
         try:
-            async with self._open_session().post(url, data=json.dumps(body).encode(), proxy=self._proxy) as response:
+            async with self._open_session().post(
+                url, data=json.dumps(body).encode(), params=self._params or None, proxy=self._proxy
+            ) as response:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except asyncio.TimeoutError as error:
