@@ -45,8 +45,9 @@ def _parameter_lines(info: List[Dict[str, Any]], prefix: str = "") -> List[str]:
     return lines
 
 
-def format_info(data: Dict[str, Any]) -> str:
-    """A plain-text description of a dumped pipeline: steps, connections, routing and runtime parameters."""
+def format_info(data: Dict[str, Any], endpoints: Optional[Dict[str, Optional[str]]] = None) -> str:
+    """A plain-text description of a dumped pipeline: steps, where each LLM sends its prompts (``endpoints``,
+    by step name), connections, routing and runtime parameters."""
     section = data["pipeline"]
     lines = [f"Pipeline: {section['name']}"]
     if section.get("description"):
@@ -61,7 +62,7 @@ def format_info(data: Dict[str, Any]) -> str:
             model = llm.get("model") or llm.get("model_path") or ""
             line = f"    llm: {llm['type_info']['name']}" + (f" ({model})" if model else "")
             # Where the prompts (and an API key from the environment) go: a config can point anywhere.
-            endpoint = llm.get("base_url") or _vertex_endpoint(llm)
+            endpoint = (endpoints or {}).get(entry["name"])
             lines.append(line + (f" at {endpoint}" if endpoint else ""))
         parameter_lines = _parameter_lines(entry.get("runtime_parameters_info", []))
         if parameter_lines:
@@ -89,14 +90,6 @@ def format_info(data: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _vertex_endpoint(llm: Dict[str, Any]) -> Optional[str]:
-    if llm.get("type_info", {}).get("name") != "VertexAILLM":
-        return None
-    location = llm.get("location") or "$GOOGLE_CLOUD_LOCATION"
-    project = llm.get("project") or "$GOOGLE_CLOUD_PROJECT"
-    return f"Vertex AI, project {project}, location {location}"
-
-
 # -- commands --------------------------------------------------------------------------------------------------
 
 
@@ -114,7 +107,10 @@ def _load(config: str) -> Any:
 
 def _info(args: argparse.Namespace) -> int:
     pipeline = _load(args.config)
-    sys.stdout.write(format_info(pipeline.dump()))
+    endpoints = {
+        name: step.llm.prompts_go_to() for name, step in pipeline.dag.steps.items() if getattr(step, "llm", None)
+    }
+    sys.stdout.write(format_info(pipeline.dump(), endpoints))
     return 0
 
 

@@ -6,6 +6,8 @@
 * ``secret_digest``: a short fingerprint of a secret, to tell two clients apart without keeping the secret.
 * ``seeded_random``: a ``random.Random`` seeded from content, the same in every process and run.
 * ``to_text``: a pipeline's ``dump()`` as YAML or JSON text.
+* ``is_installed``: whether an optional package (an extra) can be imported, without importing it.
+* ``http_url_problem``: why a configured URL is not a usable http(s) URL, for an LLM's ``check_ready``.
 
 Example::
 
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
 import random
+import urllib.parse
 from functools import lru_cache
-from typing import Any, Dict, Iterable
+from typing import Any, Dict, Iterable, Optional
 
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -84,3 +88,29 @@ def to_text(data: Dict[str, Any], format: str) -> str:
 
         return yaml.dump(data, Dumper=WithoutAliases, sort_keys=False, allow_unicode=True)
     raise ValueError(f"Unknown pipeline file format {format!r}: use 'yaml' or 'json'.")
+
+
+def is_installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (torch alone takes seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # in sys.modules without a spec
+        return True
+
+
+def http_url_problem(url: Optional[str], what: str, *examples: str) -> Optional[str]:
+    """Why ``url`` is not a usable http(s) URL, or ``None`` when it is.
+
+    ``what`` names the setting and ``examples`` show good values:
+    ``http_url_problem("api.x.com", "base_url 'api.x.com' of model 'm'", "https://api.x.com")`` gives
+    ``"base_url 'api.x.com' of model 'm' is not an http(s) URL; write it like 'https://api.x.com'"``.
+    """
+    parts = urllib.parse.urlsplit(url or "")
+    try:
+        parts.port  # raises on a port that is not a number in range
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url or "")
+    except ValueError:
+        usable = False
+    if usable:
+        return None
+    return f"{what} is not an http(s) URL; write it like " + " or ".join(repr(example) for example in examples)

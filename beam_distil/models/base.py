@@ -19,7 +19,7 @@ import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
+from typing import Any, Awaitable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, PrivateAttr, field_serializer
 from typing_extensions import NotRequired, TypedDict
@@ -60,6 +60,9 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
         extra="forbid",
         protected_namespaces=(),
     )
+
+    completes_raw_text: ClassVar[bool] = False
+    """Whether a string input is a raw text completion (no chat template applied), which Magpie needs."""
 
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {}
     """The values each numeric generation parameter may take, ``(low, high)`` inclusive, ``None`` for no bound;
@@ -134,6 +137,11 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
         """Problems that would make every call fail (a missing API key...), found before launch."""
         return []
 
+    def prompts_go_to(self) -> Optional[str]:
+        """Where this LLM sends its prompts (a URL, or a place), as ``beam-distil pipeline info`` shows it: a
+        config can point an LLM, and an API key from the environment, anywhere."""
+        return getattr(self, "base_url", None) or getattr(self, "host", None)
+
     def __getstate__(self) -> Dict[str, Any]:
         # Clients, semaphores and loaded models live in private attributes; they never travel to a worker,
         # which makes its own in load().
@@ -180,6 +188,41 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     def client_fingerprint(self) -> str:
         """Identifies the client this config makes: equal fingerprints share one client in a process."""
         return f"{type(self).__module__}.{type(self).__qualname__}:{self.model_dump_json(exclude={'generation_kwargs', 'structured_output'})}"
+
+
+def single_output(
+    text: Optional[str], finish_reason: Optional[str], input_tokens: int, output_tokens: int
+) -> GenerateOutput:
+    """The ``GenerateOutput`` of one generation."""
+    return {
+        "generations": [text],
+        "statistics": {"input_tokens": [input_tokens], "output_tokens": [output_tokens]},
+        "finish_reasons": [finish_reason],
+    }
+
+
+def combine_outputs(outputs: Sequence[GenerateOutput]) -> GenerateOutput:
+    """One output from several: generations, token counts and finish reasons side by side, in order."""
+    return {
+        "generations": [g for output in outputs for g in output["generations"]],
+        "statistics": {
+            "input_tokens": [n for output in outputs for n in output["statistics"]["input_tokens"]],
+            "output_tokens": [n for output in outputs for n in output["statistics"]["output_tokens"]],
+        },
+        "finish_reasons": [
+            r for output in outputs for r in (output.get("finish_reasons") or [None] * len(output["generations"]))
+        ],
+    }
+
+
+async def generate_each(calls: Iterable[Awaitable[GenerateOutput]]) -> GenerateOutput:
+    """Runs several generation calls together (an API without ``n``): once every call has ended, so none is
+    left running unobserved, the first error is raised; else their outputs are combined."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return combine_outputs(results)  # type: ignore[arg-type]
 
 
 def has_text(generation: Optional[str]) -> bool:
@@ -265,10 +308,17 @@ class AsyncLLM(LLM, ABC):
     @staticmethod
     def _estimated_tokens(input: FormattedInput, kwargs: Dict[str, Any]) -> int:
         text = input if isinstance(input, str) else " ".join(str(m.get("content", "")) for m in input)
-        return len(text) // 4 + int(kwargs.get("max_new_tokens", 128))
+        return len(text) // 4 + int(kwargs.get("max_new_tokens") or 128)
+
+    one_request_per_generation: ClassVar[bool] = False
+    """Whether the API gives one generation per request (no ``n``). ``acall`` then makes one call per generation,
+    each counted by the limits and retried on its own (a failed one does not make the others be paid again),
+    with a given ``seed`` offset by the generation's index so that the answers differ."""
 
     async def acall(self, input: FormattedInput, num_generations: int = 1, **kwargs: Any) -> CallOutcome:
         """``agenerate`` within this client's limits, retried while the error is worth it. Never raises."""
+        if num_generations > 1 and self.one_request_per_generation:
+            return await self._acall_each_generation(input, num_generations, kwargs)
         concurrency, rate, rng = self._limits()
         estimate = self._estimated_tokens(input, kwargs)
         retries = 0
@@ -290,6 +340,20 @@ class AsyncLLM(LLM, ABC):
                     return CallOutcome(output=output, error=None, retries=retries)
             await asyncio.sleep(backoff_seconds(retries, self.retry_base_delay, decision.retry_after, rng))
             retries += 1
+
+    async def _acall_each_generation(self, input: FormattedInput, num_generations: int, kwargs: Dict[str, Any]) -> CallOutcome:
+        seed = kwargs.get("seed")
+        outcomes = await asyncio.gather(
+            *(
+                self.acall(input, num_generations=1, **(kwargs if seed is None else {**kwargs, "seed": seed + index}))
+                for index in range(num_generations)
+            )
+        )
+        retries = sum(outcome.retries for outcome in outcomes)
+        for outcome in outcomes:
+            if outcome.error is not None:
+                return CallOutcome(output=None, error=outcome.error, retries=retries)
+        return CallOutcome(output=combine_outputs([o.output for o in outcomes]), error=None, retries=retries)  # type: ignore[misc]
 
     def generate(self, inputs: List[FormattedInput], num_generations: int = 1, **kwargs: Any) -> List[GenerateOutput]:
         """Synchronous ``acall`` for every input, concurrently; raises the first error that survived its retries

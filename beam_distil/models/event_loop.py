@@ -46,3 +46,9 @@ def submit(coroutine: Coroutine[Any, Any, _T]) -> "concurrent.futures.Future[_T]
 def run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
     """Runs ``coroutine`` on the background loop and waits for its result."""
     return submit(coroutine).result()
+
+
+def close_on_loop(client: Any, timeout: float = 10) -> None:
+    """Awaits ``client.close()`` on the background loop: an HTTP client's connections belong to the loop that
+    opened them, so they are closed there (on an ``LLM.unload``, from whichever thread calls it)."""
+    submit(client.close()).result(timeout=timeout)

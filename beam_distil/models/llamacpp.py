@@ -53,6 +53,11 @@ def default_model_path() -> str:
 class LlamaCppLLM(LLM):
     """Chat (``input`` is a list of messages) or raw completion (``input`` is a string) with llama.cpp."""
 
+    completes_raw_text: ClassVar[bool] = True  # a string is completed as it is, without the chat template
+
+    def prompts_go_to(self) -> Optional[str]:
+        return f"this process (llama.cpp, {self.model_path or 'the embedded SmolLM2-135M-Instruct'})"
+
     # The values llama.cpp's samplers take (a negative or zero max_tokens would mean "no limit" there).
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
         "max_new_tokens": (1, None),

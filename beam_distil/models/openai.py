@@ -17,14 +17,13 @@ The API key comes from ``api_key`` or, on the worker that makes the client, from
 from __future__ import annotations
 
 import os
-import urllib.parse
 from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
-from beam_distil.helpers import secret_digest
+from beam_distil.helpers import http_url_problem, secret_digest
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput
-from beam_distil.models.event_loop import submit
+from beam_distil.models.event_loop import close_on_loop
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
 
@@ -35,6 +34,8 @@ _BASE_URL_ENV_VAR = "OPENAI_BASE_URL"
 class OpenAILLM(AsyncLLM):
     """Chat completions (``input`` is a list of messages) or text completions (``input`` is a string)."""
 
+    completes_raw_text: ClassVar[bool] = True  # a string goes to /completions
+
     # OpenAI's documented ranges (servers that speak its API take the same).
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
         "max_new_tokens": (1, None),
@@ -44,6 +45,10 @@ class OpenAILLM(AsyncLLM):
         "presence_penalty": (-2.0, 2.0),
         "top_logprobs": (0, 20),
     }
+
+    api_key_env_var: ClassVar[str] = _API_KEY_ENV_VAR
+    """The environment variable the key is read from when ``api_key`` is not given ("" for none); services that
+    speak OpenAI's API with keys of their own override it."""
 
     model: str = Field(description="Model name as the server knows it.")
     base_url: Optional[RuntimeParameter[str]] = Field(
@@ -66,19 +71,19 @@ class OpenAILLM(AsyncLLM):
         """The key as configured: the argument, else the environment; possibly a ``gcp-secret://`` reference."""
         if self.api_key is not None:
             return self.api_key.get_secret_value()
-        return os.getenv(_API_KEY_ENV_VAR)
+        return os.getenv(self.api_key_env_var) if self.api_key_env_var else None
 
     def check_ready(self) -> List[str]:
         problems = []
-        parts = urllib.parse.urlsplit(self.base_url or "")
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            problems.append(
-                f"base_url {self.base_url!r} of model {self.model!r} is not an http(s) URL; write it like"
-                " 'https://api.openai.com/v1' or 'http://127.0.0.1:8000/v1'"
-            )
+        url_problem = http_url_problem(
+            self.base_url, f"base_url {self.base_url!r} of model {self.model!r}",
+            "https://api.openai.com/v1", "http://127.0.0.1:8000/v1",
+        )
+        if url_problem:
+            problems.append(url_problem)
         if not self._api_key_setting():
             problems.append(
-                f"no API key for model {self.model!r}: pass `api_key=` or set the `{_API_KEY_ENV_VAR}` environment variable"
+                f"no API key for model {self.model!r}: pass `api_key=` or set the `{self.api_key_env_var}` environment variable"
             )
         return problems
 
@@ -117,6 +122,12 @@ class OpenAILLM(AsyncLLM):
         # One attempt per post: retries are AsyncLLM.acall's (Retry-After, malformed bodies, adaptive concurrency).
         self._aclient = OpenAIRESTClient(timeout=self.timeout, **self.client_options(api_key))
 
+    def prompts_go_to(self) -> Optional[str]:
+        try:  # the URL the client is made with (a service may build it from other settings)
+            return self.client_options("")["base_url"]
+        except Exception:  # noqa: BLE001 — settings that do not make a URL yet: validation names them
+            return self.base_url
+
     def client_options(self, api_key: str) -> Dict[str, Any]:
         """How the REST client reaches the server: ``base_url``, ``api_key`` (sent as a Bearer token), and
         optional ``headers`` and ``params``. Services with another URL scheme or authentication override it."""
@@ -124,8 +135,7 @@ class OpenAILLM(AsyncLLM):
 
     def unload(self) -> None:
         if self._aclient is not None:
-            # Its connections belong to the process's event loop, so they are closed there.
-            submit(self._aclient.close()).result(timeout=10)
+            close_on_loop(self._aclient)
         self._aclient = None
 
     async def agenerate(  # type: ignore[override]

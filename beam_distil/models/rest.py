@@ -5,8 +5,8 @@ Like ``OpenAIRESTClient`` (which keeps the openai SDK's exception classes for ``
 aiohttp from the process's event loop: one session per client, no connection cap of its own (the LLM's
 ``max_concurrency`` bounds what is in flight), the ``HTTP(S)_PROXY``/``NO_PROXY`` proxy resolved once::
 
-    client = RESTClient(base_url="https://api.anthropic.com/v1", headers={"x-api-key": key}, timeout=120)
-    answer = await client.post("messages", {"model": "claude-3-5-haiku-latest", "max_tokens": 64, ...})
+    client = RESTClient(base_url="https://api.anthropic.com", headers={"x-api-key": key}, timeout=120)
+    answer = await client.post("v1/messages", {"model": "claude-3-5-haiku-latest", "max_tokens": 64, ...})
     await client.close()
 
 Errors: ``HTTPStatusError`` (the server answered with a status >= 400; ``status``, ``body``, ``retry_after``),

@@ -122,6 +122,12 @@ class VertexAILLM(AsyncLLM):
             ]
         return []
 
+    def prompts_go_to(self) -> Optional[str]:
+        endpoint = f"{self.base_url} " if getattr(self, "base_url", None) else ""
+        project = self.project or os.getenv(_PROJECT_ENV_VAR) or f"${_PROJECT_ENV_VAR}"
+        location = self.location or os.getenv(_LOCATION_ENV_VAR) or _DEFAULT_LOCATION
+        return f"{endpoint}Vertex AI, project {project}, location {location}"
+
     def client_fingerprint(self) -> str:
         # Different tokens must not share a client; the digest keeps the token itself out of the fingerprint.
         return f"{super().client_fingerprint()}:{secret_digest(self._token() or '')}"

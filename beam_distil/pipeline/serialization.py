@@ -371,6 +371,13 @@ def load_model(data: Dict[str, Any], source: Optional[str] = None, step: Optiona
     """
     cls = _model_class(data, source, step)
     kwargs = {key: _load_value(value, source, step) for key, value in data.items() if key != TYPE_INFO_KEY}
+    switched_on = sorted(name for name in getattr(cls, "runs_foreign_code_when", ()) if kwargs.get(name) is True)
+    if switched_on:
+        raise PipelineSerializationError(
+            f"{cls.__name__}{_where(source, step)}: a config may not set {switched_on} to true, which would run code"
+            " the model's repository ships on every worker. Load the pipeline, then set it in your own code for a"
+            f" repository you trust (e.g. `pipeline.dag.steps[...].llm.{switched_on[0]} = True`)."
+        )
     try:
         return cls(**kwargs)
     except ValidationError as error:

@@ -176,6 +176,7 @@ def validate_pipeline(pipeline: "Pipeline") -> None:
                 " MergeColumns or CombineOutputs step before it to join them."
             )
         problems.extend(_check_mappings(step))
+        problems.extend(f"Step {name!r}: {problem}" for problem in step.check_ready())
         if not step.is_generator:  # a generator's rows are checked one by one at run time, never failing the job
             problems.extend(_check_encodable(step))
         for parameter in step.missing_runtime_parameters():

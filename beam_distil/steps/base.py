@@ -166,6 +166,11 @@ class _Step(_StepFields, beam.PTransform, ABC):
     def is_global(self) -> bool:
         return False
 
+    def check_ready(self) -> List[str]:
+        """Problems that would stop the step from working (a missing extra, server or key), found before launch
+        without a request. Steps that reach outside the pipeline override it."""
+        return []
+
     @property
     def is_task(self) -> bool:
         """Whether an LLM generates this step's rows, one batch at a time (``Task``)."""

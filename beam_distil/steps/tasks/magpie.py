@@ -23,8 +23,9 @@ it). Any other string is a custom pre-query template sent verbatim; it cannot re
 turns, so it only works for one-turn rows without a system prompt (anything else fails the row, or the
 construction when the step's own settings make it impossible).
 
-Only LLMs that can do raw completion can run Magpie: ``RAW_COMPLETION_LLMS`` (``OpenAILLM``, ``LlamaCppLLM``).
-Any other (``VertexAILLM``) is refused when the step is built.
+Only LLMs that complete raw text prompts can run Magpie (``completes_raw_text``: ``OpenAILLM`` and the
+OpenAI-compatible servers that take text completions, ``LlamaCppLLM``, ``OllamaLLM``). Any other
+(``VertexAILLM``, ``GroqLLM``, ``MistralLLM``...) is refused when the step is built.
 
 ``distilabel_metadata["raw_input_<name>"]`` lists every prompt of the row as text: raw prompts as sent, chat
 calls rendered in the template (ending with the assistant header), so the column holds one type.
@@ -59,8 +60,6 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from beam_distil.helpers import seeded_random
 from beam_distil.models.base import ChatType, LLM
-from beam_distil.models.llamacpp import LlamaCppLLM
-from beam_distil.models.openai import OpenAILLM
 from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMixin
 from beam_distil.rows import DISTILABEL_METADATA_KEY
 from beam_distil.steps.base import GeneratorStepOutput, StepColumns
@@ -76,9 +75,6 @@ MAGPIE_MULTI_TURN_SYSTEM_PROMPT = (
     " with their queries."
 )
 """The system prompt of a multi-turn conversation when none is given (from the paper, as distilabel)."""
-
-RAW_COMPLETION_LLMS: Tuple[type, ...] = (OpenAILLM, LlamaCppLLM)
-"""The LLM classes whose string inputs are raw text completions, which Magpie needs."""
 
 SystemPrompts = Union[str, List[str], Dict[str, str], Dict[str, Tuple[str, float]]]
 
@@ -125,15 +121,15 @@ _TURN_MARKERS = ("<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|start_header_id|
 
 
 def supports_raw_completion(llm: LLM) -> bool:
-    """Whether ``llm`` completes a raw string prompt (one of ``RAW_COMPLETION_LLMS``)."""
-    return isinstance(llm, RAW_COMPLETION_LLMS)
+    """Whether ``llm`` completes a raw string prompt, without a chat template (``LLM.completes_raw_text``)."""
+    return type(llm).completes_raw_text
 
 
 def _check_llm_can_complete(llm: LLM) -> LLM:
     if not supports_raw_completion(llm):
-        names = ", ".join(cls.__name__ for cls in RAW_COMPLETION_LLMS)
         raise ValueError(
-            f"Magpie needs an LLM that completes raw text prompts; {type(llm).__name__} cannot. Use one of: {names}."
+            f"Magpie needs an LLM that completes raw text prompts; {type(llm).__name__} cannot. Use OpenAILLM (or"
+            " an OpenAI-compatible server with text completions), LlamaCppLLM or OllamaLLM."
         )
     return llm
 
