@@ -10,6 +10,7 @@ from beam_distil.steps.base import (
     StepInput,
     StepOutput,
 )
+from beam_distil.steps.argilla import PreferenceToArgilla, TextGenerationToArgilla
 from beam_distil.steps.columns import CombineOutputs, ExpandColumns, GroupColumns, KeepColumns, MergeColumns
 from beam_distil.steps.dedup import ExactDedup, MinHashDedup
 from beam_distil.steps.embeddings import EmbeddingDedup, EmbeddingGeneration
@@ -48,10 +49,12 @@ __all__ = [
     "LoadDataFromHub",
     "MergeColumns",
     "MinHashDedup",
+    "PreferenceToArgilla",
     "RuntimeParameter",
     "Step",
     "StepColumns",
     "StepInput",
     "StepOutput",
+    "TextGenerationToArgilla",
     "make_generator_step",
 ]
