@@ -31,6 +31,18 @@ setup(
         # Builds from source (no wheel on PyPI): several minutes the first time, then pip's cache.
         "llama-cpp-python==0.3.36",
     ],
-    extras_require={"test": ["pytest==9.2.0", "build==1.6.1"]},
+    extras_require={
+        # The suite runs the Argilla and LiteLLM tests too; TransformersLLM's need the [transformers] extra (torch,
+        # about 1 GB) and are skipped without it; vLLM needs a CUDA GPU.
+        "test": ["pytest==9.2.0", "build==1.6.1", "argilla==2.8.0", "litellm==1.110.2"],
+        # Pushing rows to Argilla for review (TextGenerationToArgilla, PreferenceToArgilla).
+        "argilla": ["argilla==2.8.0"],
+        # In-process vLLM on an NVIDIA GPU (CUDA). 0.33.0 needs pillow>=13, which apache-beam 2.77.0 refuses.
+        "vllm": ["vllm==0.32.0"],
+        # transformers<5.20 to co-install with vllm 0.32.0; gguf and accelerate load GGUF files. PyPI's torch is
+        # the CUDA build: for CPU only, install torch's CPU build of 2.13.0 first.
+        "transformers": ["transformers==5.19.0", "torch==2.13.0", "gguf==0.19.0", "accelerate==1.15.0"],
+        "litellm": ["litellm==1.110.2"],
+    },
     entry_points={"console_scripts": ["beam-distil=beam_distil.cli:console_main"]},
 )

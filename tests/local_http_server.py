@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from aiohttp import web
 
@@ -77,3 +78,52 @@ class RecordingServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self._server.stop()
+
+
+Reply = Tuple[int, Dict[str, str], Any]
+"""``(status, headers, body)``: a body that is not ``bytes`` is sent as JSON."""
+
+
+class ScriptedServer:
+    """A provider's HTTP API on 127.0.0.1: the queued ``failures`` are answered first, in order, then
+    ``answer(path, body)``, which a subclass writes in the provider's wire format. Every request is recorded
+    (``seen``, ``bodies``) with the time it arrived (``times``)::
+
+        class EchoServer(ScriptedServer):
+            def answer(self, path, body):
+                return 200, {}, {"text": body["prompt"]}
+
+        with EchoServer() as server:
+            server.failures.append((429, {"retry-after": "0.2"}, {"error": "slow down"}))
+            ...  # the first request gets the 429, the next ones the echo
+    """
+
+    def __init__(self) -> None:
+        self.failures: List[Reply] = []
+        self.times: List[float] = []
+        self.base_url = ""
+        self._recording = RecordingServer(self._reply)
+
+    def answer(self, path: str, body: Any) -> Reply:
+        raise NotImplementedError
+
+    def _reply(self, path: str, body: Any) -> Tuple[int, Dict[str, str], bytes]:
+        self.times.append(time.monotonic())
+        status, headers, payload = self.failures.pop(0) if self.failures else self.answer(path, body)
+        return status, headers, payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+
+    @property
+    def seen(self) -> List[Dict[str, Any]]:
+        return self._recording.seen
+
+    @property
+    def bodies(self) -> List[Dict[str, Any]]:
+        return [request["body"] for request in self.seen]
+
+    def __enter__(self) -> "ScriptedServer":
+        self._recording.__enter__()
+        self.base_url = f"http://127.0.0.1:{self._recording.port}"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._recording.__exit__(*exc_info)

@@ -224,3 +224,19 @@ def test_a_run_where_every_row_of_a_task_failed_exits_1_and_keeps_the_rows(tmp_p
     rows = Distiset.load_from_disk(str(output))["default"]["train"].to_list()
     assert [row["generations"][1] for row in rows] == [None, None]
     assert list((tmp_path / "dead").glob("*.jsonl"))
+
+
+def test_info_shows_where_an_llm_whose_url_is_built_sends_its_prompts(tmp_path, capsys):
+    from beam_distil.models.inference_endpoints import InferenceEndpointsLLM
+    from beam_distil.steps import LoadDataFromDicts
+    from beam_distil.steps.tasks import TextGeneration
+
+    with Pipeline("serverless") as pipeline:
+        LoadDataFromDicts(data=[{"instruction": "q"}]) >> TextGeneration(
+            name="gen", llm=InferenceEndpointsLLM(model_id="org/model")
+        )
+    pipeline.save(tmp_path / "pipeline.yaml")
+
+    assert main(["pipeline", "info", "--config", str(tmp_path / "pipeline.yaml")]) == 0
+
+    assert "    llm: InferenceEndpointsLLM at https://router.huggingface.co/v1" in capsys.readouterr().out

@@ -9,20 +9,16 @@ from typing import Any, Dict, Iterator
 import openai
 import pytest
 
-from beam_distil.models.event_loop import run_coroutine
 from beam_distil.models import OpenAILLM
 from beam_distil.models.openai_rest import OpenAIRESTClient
+from tests.llm_runs import agenerate_once
 from tests.local_http_server import RecordingServer
 
 CHAT = [{"role": "user", "content": "hi"}]
 
 
 def generate(llm: OpenAILLM, input: Any = CHAT, **kwargs: Any) -> Dict[str, Any]:
-    llm.load()
-    try:
-        return run_coroutine(llm.agenerate(input, **kwargs))
-    finally:
-        llm.unload()
+    return agenerate_once(llm, input, **kwargs)
 
 
 def completion(text: str = "ok") -> bytes:

@@ -521,3 +521,26 @@ def test_ordinary_nesting_still_loads(tmp_path):
     loaded = Pipeline.from_file(path)
 
     assert loaded.dag.steps["load"].data == rows
+
+
+@pytest.mark.parametrize("llm_class", ["TransformersLLM", "vLLM"])
+def test_a_config_cannot_switch_on_a_models_remote_code(tmp_path, llm_class):
+    from beam_distil.models import TransformersLLM, vLLM
+
+    cls = {"TransformersLLM": TransformersLLM, "vLLM": vLLM}[llm_class]
+    with Pipeline("remote-code") as pipeline:
+        LoadDataFromDicts(name="load", data=[{"instruction": "x"}]) >> TextGeneration(
+            name="gen", llm=cls(model="org/model")
+        )
+    data = pipeline.dump()
+    step_entry(data, "gen")["llm"]["trust_remote_code"] = True
+    path = write(tmp_path, data)
+
+    with pytest.raises(PipelineSerializationError) as raised:
+        Pipeline.from_file(path)
+
+    message = str(raised.value)
+    assert f"{llm_class} (file '{path}', step 'gen'): a config may not set ['trust_remote_code'] to true" in message
+    assert "for a repository you trust" in message
+    step_entry(data, "gen")["llm"]["trust_remote_code"] = False
+    assert Pipeline.from_file(write(tmp_path, data, "ok.yaml")).dag.steps["gen"].llm.trust_remote_code is False

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from beam_distil.models import LlamaCppLLM, OpenAILLM
+from beam_distil.models import ClientvLLM, GroqLLM, LlamaCppLLM, OllamaLLM, OpenAILLM
 from beam_distil.models.vertexai import VertexAILLM
 from beam_distil.pipeline import Pipeline
 from beam_distil.steps.generators import LoadDataFromDicts
@@ -105,6 +105,10 @@ def test_validation():
     vertex = VertexAILLM(model="gemini", project="p", location="l")
     assert not supports_raw_completion(vertex)
     assert supports_raw_completion(llm()) and supports_raw_completion(LlamaCppLLM())
+    assert supports_raw_completion(OllamaLLM(model="m"))
+    assert supports_raw_completion(ClientvLLM(model="m", base_url="http://127.0.0.1:9/v1"))
+    with pytest.raises(ValueError, match="GroqLLM cannot"):  # an OpenAILLM that takes chats only
+        Magpie(llm=GroqLLM(model="m", api_key="k"))
     with pytest.raises(ValueError, match="VertexAILLM cannot"):
         Magpie(llm=vertex)
     with pytest.raises(ValueError, match="VertexAILLM cannot"):
