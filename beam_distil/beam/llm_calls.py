@@ -9,6 +9,7 @@ and ``sequential_calls`` (several calls per row)::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
@@ -43,9 +44,11 @@ async def call_llm(client: LLM, prompt: FormattedInput, num_generations: int, kw
     if isinstance(client, AsyncLLM):
         return await client.acall(prompt, num_generations=num_generations, **kwargs)
     loop = asyncio.get_running_loop()
+    # The thread runs in a copy of this context, so the model's in-flight marks reach the caller's counter.
+    context = contextvars.copy_context()
     try:
         outputs = await loop.run_in_executor(
-            None, lambda: client.generate([prompt], num_generations=num_generations, **kwargs)
+            None, lambda: context.run(client.generate, [prompt], num_generations=num_generations, **kwargs)
         )
     except Exception as error:  # noqa: BLE001 — returned, so the row keeps it
         return CallOutcome(output=None, error=error, retries=0)

@@ -2,17 +2,19 @@
 
 distilabel sends a batch, waits for all of it, then sends the next: the server idles while the slowest answer
 of each batch comes back. Here each batch is handed to the process's event loop and ``process`` returns at
-once; finished batches are emitted as they complete (in order), and ``process`` only blocks when more than
-``max_requests_in_flight`` requests are pending. The rest is emitted in ``finish_bundle``. The client and its
-concurrency cap are shared by the whole process (``shared_llms``), so threads add throughput, not connections.
+once; batches are emitted as they finish, whichever finishes first, and ``process`` only blocks (until some
+batch finishes) when more than its window of rows is pending. The rest is emitted in ``finish_bundle``. Rows
+may leave in another order than they came: the pipeline's outputs are ordered by row id, not by arrival. The
+client and its concurrency cap are shared by the whole process (``shared_llms``), so threads add throughput,
+not connections.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
+import queue
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Deque, Iterator, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional, Set
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -28,6 +30,7 @@ from beam_distil.beam.task_engine import generate_batch
 from beam_distil.cache import ResponseCache
 from beam_distil.models import event_loop
 from beam_distil.models.base import AsyncLLM
+from beam_distil.models.in_flight import InFlightCounter
 from beam_distil.rows import KeyedRow, RowId, child_ids, encodable_row
 
 if TYPE_CHECKING:
@@ -38,7 +41,7 @@ DEAD_LETTER_TAG = "dead_letters"
 """The tagged output holding ``{"step", "row_id", "error", "row"}`` for every row whose call failed for good."""
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: a batch is in the pending set once
 class _PendingBatch:
     row_ids: List[RowId]
     future: "concurrent.futures.Future[List[RowResult]]"
@@ -73,6 +76,9 @@ class TaskDoFn(beam.DoFn):
         self._retries = Metrics.counter(name, "llm_retries")
         self._cache_hits = Metrics.counter(name, "cache_hits")
         self._unencodable_rows = Metrics.counter(name, "unencodable_rows")
+        # Requests sent and not yet answered (queued ones not included): now, and the most at once.
+        self._requests_in_flight = Metrics.gauge(name, "llm_requests_in_flight")
+        self._requests_in_flight_peak = Metrics.gauge(name, "llm_requests_in_flight_peak")
         self._cache_problems = {
             problem: Metrics.counter(name, problem) for problem in ("cache_write_failures", "cache_corrupt_entries")
         }
@@ -83,13 +89,21 @@ class TaskDoFn(beam.DoFn):
         if self._max_requests_in_flight is not None:
             self._window = self._max_requests_in_flight
         elif isinstance(self._client, AsyncLLM):
-            # Twice the cap keeps the next requests queued behind the semaphore, so it never drains.
-            self._window = 2 * self._client.max_concurrency
+            # Twice the cap keeps the next requests queued behind the semaphore, so it never drains. At least two
+            # batches: Beam fuses sibling tasks into one thread, and while this DoFn waits for its oldest batch
+            # the others receive nothing, so each must hold enough queued work to keep its own cap busy meanwhile.
+            self._window = 2 * max(self._client.max_concurrency, self._task.input_batch_size)
         else:
             self._window = self._task.input_batch_size
+        self._in_flight = InFlightCounter(on_change=self._report_in_flight)
+
+    def _report_in_flight(self, delta: int) -> None:
+        progress.report(self._progress_board_id, self._task.name, in_flight=delta)
 
     def start_bundle(self) -> None:
-        self._pending: Deque[_PendingBatch] = collections.deque()
+        self._pending: Set[_PendingBatch] = set()
+        # Batches whose future is done, put there by the future's callback (on the event loop's thread).
+        self._finished: "queue.SimpleQueue[_PendingBatch]" = queue.SimpleQueue()
         self._rows_pending = 0
 
     def process(
@@ -99,11 +113,13 @@ class TaskDoFn(beam.DoFn):
         timestamp: Timestamp = beam.DoFn.TimestampParam,
     ) -> Iterator[WindowedValue]:
         rows = self._task.rename_inputs([row for _, row in batch])
-        future = event_loop.submit(generate_batch(self._task, rows, self._client, self._cache))
-        self._pending.append(_PendingBatch([row_id for row_id, _ in batch], future, window, timestamp))
+        future = event_loop.submit(generate_batch(self._task, rows, self._client, self._cache, self._in_flight))
+        pending = _PendingBatch([row_id for row_id, _ in batch], future, window, timestamp)
+        self._pending.add(pending)
+        future.add_done_callback(lambda _, pending=pending: self._finished.put(pending))
         self._rows_pending += len(batch)
         self._rows_in.inc(len(batch))
-        progress.report(self._progress_board_id, self._task.name, rows_in=len(batch), in_flight=len(batch))
+        progress.report(self._progress_board_id, self._task.name, rows_in=len(batch))
         yield from self._emit_finished(wait_for_all=False)
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
@@ -117,23 +133,31 @@ class TaskDoFn(beam.DoFn):
                 self._cache_problems[problem].inc(count)
 
     def _emit_finished(self, wait_for_all: bool) -> Iterator[WindowedValue]:
-        # Oldest first, so a bundle's output order follows its input order.
+        # Whatever has finished goes out now; past the window (or at the bundle's end) wait for more. Waiting for
+        # any batch rather than the oldest matters when Beam fuses sibling tasks into this thread: they receive
+        # nothing while this one waits.
+        self._requests_in_flight.set(self._in_flight.current)
+        self._requests_in_flight_peak.set(self._in_flight.peak)
         while self._pending:
-            head = self._pending[0]
-            if not (wait_for_all or head.future.done() or self._rows_pending > self._window):
+            must_wait = wait_for_all or self._rows_pending > self._window
+            try:
+                finished = self._finished.get(block=must_wait)
+            except queue.Empty:
                 return
-            self._pending.popleft()
-            self._rows_pending -= len(head.row_ids)
-            progress.report(self._progress_board_id, self._task.name, in_flight=-len(head.row_ids))
-            for row_id, result in zip(head.row_ids, head.future.result()):
-                self._count(result)
-                rows = [self._encodable(self._task.rename_outputs(row)) for row in result.rows]
-                for output_id, row in zip(child_ids(row_id, len(rows)), rows):
-                    yield WindowedValue((output_id, row), head.timestamp, (head.window,))
-                    if result.failed:
-                        # The row also stays in the main output; this copy is for whoever reruns the failures.
-                        record = {"step": self._task.name, "row_id": list(output_id), "error": result.error, "row": row}
-                        yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(record, head.timestamp, (head.window,)))
+            yield from self._emit(finished)
+
+    def _emit(self, batch: _PendingBatch) -> Iterator[WindowedValue]:
+        self._pending.discard(batch)
+        self._rows_pending -= len(batch.row_ids)
+        for row_id, result in zip(batch.row_ids, batch.future.result()):
+            self._count(result)
+            rows = [self._encodable(self._task.rename_outputs(row)) for row in result.rows]
+            for output_id, row in zip(child_ids(row_id, len(rows)), rows):
+                yield WindowedValue((output_id, row), batch.timestamp, (batch.window,))
+                if result.failed:
+                    # The row also stays in the main output; this copy is for whoever reruns the failures.
+                    record = {"step": self._task.name, "row_id": list(output_id), "error": result.error, "row": row}
+                    yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(record, batch.timestamp, (batch.window,)))
 
     def _encodable(self, row: dict) -> dict:
         # An answer can hold a lone surrogate (a JSON "\ud800" escape): kept escaped, so the row can be encoded.

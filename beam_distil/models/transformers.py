@@ -39,6 +39,7 @@ from pydantic import Field, PositiveInt, PrivateAttr, SecretStr
 
 from beam_distil.helpers import is_installed
 from beam_distil.models.base import FormattedInput, GenerateOutput, LLM
+from beam_distil.models.in_flight import request_in_flight
 from beam_distil.models.in_process import prompt_seed, render_chat
 
 INSTALL_HINT = "pip install 'beam-distil[transformers]'"
@@ -237,7 +238,7 @@ class TransformersLLM(LLM):
             ).to(device)
             prompt_length = int(encoded["input_ids"].shape[1])
             cuda_devices = [device] if device.type == "cuda" else []
-            with self._lock, torch.random.fork_rng(devices=cuda_devices), torch.inference_mode():
+            with self._lock, request_in_flight(), torch.random.fork_rng(devices=cuda_devices), torch.inference_mode():
                 torch.manual_seed(prompt_seed(self.seed, seed, input))
                 sequences = self._model.generate(**encoded, **options)
             answers = [self._finish(row[prompt_length:].tolist(), max_new_tokens, stops) for row in sequences]
