@@ -36,8 +36,13 @@ def _parameter_lines(info: List[Dict[str, Any]], prefix: str = "") -> List[str]:
     lines: List[str] = []
     for entry in info:
         name = f"{prefix}{entry['name']}"
-        if "runtime_parameters_info" in entry:
-            lines.extend(_parameter_lines(entry["runtime_parameters_info"], prefix=f"{name}."))
+        nested = entry.get("runtime_parameters_info")
+        if isinstance(nested, dict):  # a list of models (``llms``): their parameters by position
+            for position, item_info in nested.items():
+                lines.extend(_parameter_lines(item_info, prefix=f"{name}.{position}."))
+            continue
+        if nested is not None:
+            lines.extend(_parameter_lines(nested, prefix=f"{name}."))
             continue
         kind = "optional" if entry.get("optional", True) else "required"
         description = entry.get("description")
@@ -45,18 +50,27 @@ def _parameter_lines(info: List[Dict[str, Any]], prefix: str = "") -> List[str]:
     return lines
 
 
-def format_info(data: Dict[str, Any], endpoints: Optional[Dict[str, Optional[str]]] = None) -> str:
-    """A plain-text description of a dumped pipeline: steps, where each LLM sends its prompts (``endpoints``,
-    by step name), connections, routing and runtime parameters."""
+def format_info(
+    data: Dict[str, Any],
+    endpoints: Optional[Dict[str, Optional[str]]] = None,
+    classes: Optional[Dict[str, str]] = None,
+) -> str:
+    """A plain-text description of a dumped pipeline: steps (``classes``: the class that runs each, by step name;
+    default the file's ``type_info``, which names distilabel's module for a class beam_distil ports), where each
+    LLM sends its prompts (``endpoints``, by step name), connections, routing, runtime parameters and the packages
+    the pipeline requires."""
     section = data["pipeline"]
     lines = [f"Pipeline: {section['name']}"]
     if section.get("description"):
         lines.append(f"Description: {section['description']}")
+    if data.get("requirements"):
+        lines.append(f"Requirements: {', '.join(data['requirements'])}")
     lines += ["", "Steps:"]
     for entry in section["steps"]:
         step = entry["step"]
         type_info = step.get("type_info", {})
-        lines.append(f"  {entry['name']} ({type_info.get('module')}.{type_info.get('name')})")
+        shown = (classes or {}).get(entry["name"]) or f"{type_info.get('module')}.{type_info.get('name')}"
+        lines.append(f"  {entry['name']} ({shown})")
         llm = step.get("llm")
         if isinstance(llm, dict) and "type_info" in llm:
             model = llm.get("model") or llm.get("model_path") or ""
@@ -64,7 +78,8 @@ def format_info(data: Dict[str, Any], endpoints: Optional[Dict[str, Optional[str
             # Where the prompts (and an API key from the environment) go: a config can point anywhere.
             endpoint = (endpoints or {}).get(entry["name"])
             lines.append(line + (f" at {endpoint}" if endpoint else ""))
-        parameter_lines = _parameter_lines(entry.get("runtime_parameters_info", []))
+        # In the step, as distilabel writes it; beside it in files beam_distil wrote before.
+        parameter_lines = _parameter_lines(step.get("runtime_parameters_info") or entry.get("runtime_parameters_info", []))
         if parameter_lines:
             lines.append("    runtime parameters:")
             lines.extend(parameter_lines)
@@ -76,9 +91,13 @@ def format_info(data: Dict[str, Any], endpoints: Optional[Dict[str, Optional[str
     lines += ["", "Routing batch functions:"]
     routings = section.get("routing_batch_functions") or []
     for entry in routings:
-        function = entry["routing_batch_function"]
-        name = function.get("type_info", {}).get("name", "?")
-        kwargs = function.get("kwargs")
+        # distilabel's layout; files beam_distil wrote before nest it under `routing_batch_function`.
+        function = entry.get("routing_batch_function", entry)
+        type_info = function.get("type_info", {})
+        name = type_info.get("name", "?")
+        kwargs = function.get("kwargs", type_info.get("kwargs"))
+        if kwargs is not None and "seed" in function:
+            kwargs = {**kwargs, "seed": function["seed"]}
         call = f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})" if kwargs is not None else name
         downstream = function.get("downstream") or []
         line = f"  {entry['step']} -> {call} -> {', '.join(downstream)}"
@@ -110,7 +129,8 @@ def _info(args: argparse.Namespace) -> int:
     endpoints = {
         name: step.llm.prompts_go_to() for name, step in pipeline.dag.steps.items() if getattr(step, "llm", None)
     }
-    sys.stdout.write(format_info(pipeline.dump(), endpoints))
+    classes = {name: f"{type(step).__module__}.{type(step).__qualname__}" for name, step in pipeline.dag.steps.items()}
+    sys.stdout.write(format_info(pipeline.dump(), endpoints, classes))
     return 0
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from beam_distil.models.base import AsyncLLM, CallOutcome, FormattedInput, LLM
+from beam_distil.models.structured_output import call_arguments
 
 if TYPE_CHECKING:
     from beam_distil.cache import ResponseCache
@@ -39,8 +40,10 @@ async def call_llm(client: LLM, prompt: FormattedInput, num_generations: int, kw
     """One generation call with the client's limits and retries. Never raises: a failure is the outcome's error.
 
     An ``AsyncLLM`` runs on this loop; a synchronous backend (llama.cpp) runs in a thread, so the loop keeps
-    serving the other rows meanwhile.
+    serving the other rows meanwhile. ``kwargs["structured_output"]`` (and the schema of a ``(chat, schema)``
+    prompt) reaches the client the way it takes a schema (``call_arguments``).
     """
+    prompt, kwargs = call_arguments(client, prompt, kwargs)
     if isinstance(client, AsyncLLM):
         return await client.acall(prompt, num_generations=num_generations, **kwargs)
     loop = asyncio.get_running_loop()

@@ -13,7 +13,8 @@ raise ``NoAnswer`` to stop the row with a reason (an empty evolution, say). This
 Every call goes through the response cache on its own, so a killed or re-run job pays only for the calls that
 were never answered: the prompts of a row are deterministic (seeded from the row), so a re-run asks the same
 ones and finds the answers already paid for. A call that fails, or an answer without text, stops the row: it is
-kept with the task's ``failed_output`` columns and ``distilabel_metadata["error_<task>"]``, and counted.
+kept with the task's ``failed_output`` columns (or what the conversation kept, see ``NoAnswer``) and
+``distilabel_metadata["error_<task>"]``, and counted.
 """
 
 from __future__ import annotations
@@ -33,7 +34,21 @@ Conversation = Generator[Any, str, Dict[str, Any]]
 
 
 class NoAnswer(Exception):
-    """Raised by a conversation (or here, for an answer without text) to stop the row; the message says why."""
+    """Raised by a conversation (or here, for an answer without text) to stop the row; the message says why.
+
+    A conversation that keeps what it had before the failure (Magpie keeps the turns that succeeded) raises it
+    with ``columns``; the row then has those columns, the error, and still counts as failed. The driver throws a
+    ``NoAnswer`` into the conversation when a call fails, so the conversation can answer with its columns::
+
+        try:
+            answer = yield prompt
+        except NoAnswer as failure:
+            raise NoAnswer(str(failure), columns={"conversation": turns_so_far}) from failure
+    """
+
+    def __init__(self, reason: str, columns: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(reason)
+        self.columns = columns
 
 
 @dataclass
@@ -49,9 +64,9 @@ class ConversationRecord:
     cache_hits: int = 0
     paid_input_tokens: int = 0
     paid_output_tokens: int = 0
-    input_tokens: int = 0
-    """Tokens of every call, paid now or earlier (cache hits): the row's statistics, the same either way."""
-    output_tokens: int = 0
+    input_tokens: List[int] = field(default_factory=list)
+    """Each answered call's tokens, paid now or earlier (cache hits): the row's statistics, the same either way."""
+    output_tokens: List[int] = field(default_factory=list)
 
 
 async def run_conversation(
@@ -71,9 +86,12 @@ async def run_conversation(
         while True:
             record.prompts.append(prompt)
             key = cache.key(client, prompt, 1, kwargs) if cache is not None else None
-            output, paid = await _answer(prompt, client, kwargs, cache, key, record)
-            record.input_tokens += sum(output["statistics"]["input_tokens"])
-            record.output_tokens += sum(output["statistics"]["output_tokens"])
+            try:
+                output, paid = await _answer(prompt, client, kwargs, cache, key, record)
+            except Exception as failure:  # noqa: BLE001 — told to the conversation, kept as the row's error
+                raise NoAnswer(describe_error(failure, client)) from failure
+            record.input_tokens.append(sum(output["statistics"]["input_tokens"]))
+            record.output_tokens.append(sum(output["statistics"]["output_tokens"]))
             text = output["generations"][0] if output["generations"] else None
             record.answers.append(text)
             missing = missing_answers(output)
@@ -89,9 +107,25 @@ async def run_conversation(
         record.columns = dict(stop.value)
     except NoAnswer as no_answer:
         record.error = f"call {len(record.prompts)}: {no_answer}"
+        record.columns = no_answer.columns if no_answer.columns is not None else _columns_kept(conversation, no_answer)
     except Exception as failure:  # noqa: BLE001 — kept as the row's error, never dropped
         record.error = f"call {len(record.prompts)}: {describe_error(failure, client)}"
     return record
+
+
+def _columns_kept(conversation: Conversation, failure: NoAnswer) -> Optional[Dict[str, Any]]:
+    """The columns a conversation keeps when told of ``failure`` (a failed call, an answer without text), or
+    ``None`` when it keeps nothing (the usual case). A conversation that raised the failure itself is over."""
+    try:
+        conversation.throw(failure)
+    except NoAnswer as kept:
+        return kept.columns
+    except StopIteration:
+        return None
+    except Exception:  # noqa: BLE001 — a conversation over, or one that fails on the news: nothing kept
+        return None
+    conversation.close()  # it asked for another call after a failure: the row stops here all the same
+    return None
 
 
 async def _answer(
@@ -128,19 +162,16 @@ async def _keep(cache: Optional["ResponseCache"], key: Optional[str], output: Di
 def row_result(task: Any, input: Dict[str, Any], record: ConversationRecord) -> RowResult:
     """The output row of a conversation for ``input``, in distilabel's layout, with what it cost.
 
-    ``task`` gives the row's shape: ``name``, ``llm.model_name``, ``add_raw_output``, ``add_raw_input``,
-    ``raw_input_as_text(prompt)`` and ``failed_output(input)`` (the columns of a row that failed). Raw outputs
-    and raw inputs in ``distilabel_metadata`` list every call of the row; statistics sum their tokens.
+    ``task`` gives the row's shape: ``name``, ``llm.model_name``, ``conversation_metadata(record)`` (its
+    ``distilabel_metadata`` entries: raw outputs, raw inputs, statistics, laid out as the task does in
+    distilabel) and ``failed_output(input)`` (the columns of a row that failed, under any columns the
+    conversation kept).
     """
     metadata = dict(input.get(DISTILABEL_METADATA_KEY) or {})
-    if task.add_raw_output:
-        metadata[f"raw_output_{task.name}"] = record.answers
-    if task.add_raw_input:
-        metadata[f"raw_input_{task.name}"] = [task.raw_input_as_text(prompt) for prompt in record.prompts]
-    metadata[f"statistics_{task.name}"] = {"input_tokens": record.input_tokens, "output_tokens": record.output_tokens}
+    metadata.update(task.conversation_metadata(record))
     if record.error is not None:
         metadata[f"error_{task.name}"] = record.error
-    columns = record.columns if record.error is None else task.failed_output(input)
+    columns = record.columns if record.error is None else {**task.failed_output(input), **(record.columns or {})}
     row = {**input, **columns, "model_name": task.llm.model_name, DISTILABEL_METADATA_KEY: metadata}
     return RowResult(
         rows=[row],

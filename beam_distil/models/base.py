@@ -21,20 +21,33 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Awaitable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, PrivateAttr, field_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from typing_extensions import NotRequired, TypedDict
 
 from beam_distil.models.event_loop import run_coroutine
 from beam_distil.models.in_flight import request_in_flight
 from beam_distil.models.limits import AdaptiveConcurrencyLimit, RateLimiter
 from beam_distil.models.retries import RetryDecision, backoff_seconds
-from beam_distil.models.structured_output import StructuredOutputSchema, json_schema_of
+from beam_distil.models.structured_output import StructuredOutputSchema, call_arguments, json_schema_of
 from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMixin
 
 ChatItem = Dict[str, Any]
 ChatType = List[ChatItem]
 """A conversation: ``[{"role": "system"|"user"|"assistant", "content": "..."}]``."""
-FormattedInput = Union[ChatType, str]
+StructuredInput = Tuple[ChatType, Optional[StructuredOutputSchema]]
+"""distilabel's ``(chat, schema)``: a prompt whose answer must follow its own JSON schema (``StructuredGeneration``)."""
+FormattedInput = Union[ChatType, StructuredInput, str]
 
 
 class LLMStatistics(TypedDict):
@@ -65,6 +78,12 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     completes_raw_text: ClassVar[bool] = False
     """Whether a string input is a raw text completion (no chat template applied), which Magpie needs."""
 
+    follows_structured_output: ClassVar[bool] = True
+    """Whether this LLM can be given a JSON schema to follow. A backend that cannot constrain its answers says
+    ``False`` (``TransformersLLM``), and a pipeline that gives it a schema is refused before launch. An LLM written
+    the distilabel way finds its schema on ``self.structured_output``, as in distilabel (see
+    ``takes_schema_per_call``); every answer is validated against the schema either way."""
+
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {}
     """The values each numeric generation parameter may take, ``(low, high)`` inclusive, ``None`` for no bound;
     checked before launch, so that a temperature of -3 is an error rather than a request paid for."""
@@ -76,6 +95,41 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     structured_output: Optional[StructuredOutputSchema] = Field(
         default=None, description="A JSON schema (dict) or pydantic model that every answer must follow."
     )
+
+    use_magpie_template: bool = Field(
+        default=False,
+        exclude=True,
+        description="distilabel's Magpie switch; accepted for compatibility (the Magpie task renders its prompts).",
+    )
+    magpie_pre_query_template: Optional[str] = Field(
+        default=None,
+        exclude=True,
+        description="The pre-query template Magpie uses with this LLM: 'llama3', 'qwen2', 'chatml' or a custom"
+        " string (distilabel's MagpieChatTemplateMixin); only for LLMs that complete raw text.",
+    )
+
+    @model_validator(mode="after")
+    def _check_magpie_template(self) -> "LLM":
+        # Left out of dumps (the Magpie task keeps the template it uses), so that a saved LLM loads in distilabel,
+        # whose LLMs without the Magpie mixin refuse these keys; a distilabel file that has them loads here.
+        if self.magpie_pre_query_template is not None and not type(self).completes_raw_text:
+            raise ValueError(
+                f"{type(self).__name__} cannot complete raw text, so it cannot run Magpie: remove"
+                " magpie_pre_query_template, or use OpenAILLM, LlamaCppLLM, OllamaLLM, vLLM or TransformersLLM."
+            )
+        if self.use_magpie_template and self.magpie_pre_query_template is None:
+            raise ValueError(
+                f"{type(self).__name__}: use_magpie_template=True needs magpie_pre_query_template"
+                " ('llama3', 'qwen2', 'chatml' or a custom pre-query string)."
+            )
+        return self
+
+    @field_validator("structured_output")
+    @classmethod
+    def _check_structured_output(cls, schema: Optional[StructuredOutputSchema]) -> Optional[StructuredOutputSchema]:
+        if schema is not None:
+            json_schema_of(schema)  # a format other than JSON is refused here, not on the first row
+        return schema
 
     @field_serializer("structured_output")
     def _serialize_structured_output(self, schema: Optional[StructuredOutputSchema]) -> Optional[Dict[str, Any]]:
@@ -95,6 +149,22 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     @abstractmethod
     def generate(self, inputs: List[FormattedInput], num_generations: int = 1, **kwargs: Any) -> List[GenerateOutput]:
         """One ``GenerateOutput`` per input."""
+
+    def takes_schema_per_call(self) -> bool:
+        """Whether ``generate`` (``agenerate`` for an ``AsyncLLM``) has a ``structured_output`` parameter.
+
+        The project's backends do: each call brings its own JSON schema, so one loaded client serves tasks with
+        different schemas (one llama.cpp model in memory, one concurrency cap). An LLM written the distilabel way
+        has none; as in distilabel, its schema is ``self.structured_output`` (a task's default schema is put
+        there, on the task's own copy of the LLM), a ``StructuredGeneration`` row reaches it as a
+        ``(chat, schema)`` input, and no call passes it a ``structured_output`` keyword::
+
+            class MyLLM(LLM):
+                def generate(self, inputs, num_generations=1):   # reads self.structured_output if it wants
+                    ...
+        """
+        method = self.agenerate if isinstance(self, AsyncLLM) else self.generate
+        return "structured_output" in inspect.signature(method).parameters
 
     def generation_parameter_names(self) -> List[str]:
         """The keyword arguments a generation call accepts, for validating ``generation_kwargs``."""
@@ -187,8 +257,10 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
         return self.model_dump(mode="json", exclude=self._operational_fields & set(type(self).model_fields))
 
     def client_fingerprint(self) -> str:
-        """Identifies the client this config makes: equal fingerprints share one client in a process."""
-        return f"{type(self).__module__}.{type(self).__qualname__}:{self.model_dump_json(exclude={'generation_kwargs', 'structured_output'})}"
+        """Identifies the client this config makes: equal fingerprints share one client in a process. The schema
+        is part of it only for an LLM that reads its schema from itself (``takes_schema_per_call``)."""
+        per_call = {"generation_kwargs"} | ({"structured_output"} if self.takes_schema_per_call() else set())
+        return f"{type(self).__module__}.{type(self).__qualname__}:{self.model_dump_json(exclude=per_call)}"
 
 
 def single_output(
@@ -308,6 +380,8 @@ class AsyncLLM(LLM, ABC):
 
     @staticmethod
     def _estimated_tokens(input: FormattedInput, kwargs: Dict[str, Any]) -> int:
+        if isinstance(input, tuple):  # distilabel's (chat, schema), passed as it is to an LLM written its way
+            input = input[0]
         text = input if isinstance(input, str) else " ".join(str(m.get("content", "")) for m in input)
         return len(text) // 4 + int(kwargs.get("max_new_tokens") or 128)
 
@@ -361,8 +435,14 @@ class AsyncLLM(LLM, ABC):
         """Synchronous ``acall`` for every input, concurrently; raises the first error that survived its retries
         (with this LLM's secrets removed from it)."""
 
+        async def generate_one(input: FormattedInput) -> CallOutcome:
+            # A (chat, schema) input, as distilabel's LLMs take it, gives the call its schema; else this LLM's own
+            # structured_output applies, as when distilabel's LLM is called directly.
+            prompt, call_kwargs = call_arguments(self, input, kwargs, default_schema=self.structured_output)
+            return await self.acall(prompt, num_generations=num_generations, **call_kwargs)
+
         async def generate_all() -> List[CallOutcome]:
-            return list(await asyncio.gather(*(self.acall(i, num_generations=num_generations, **kwargs) for i in inputs)))
+            return list(await asyncio.gather(*(generate_one(i) for i in inputs)))
 
         outcomes = run_coroutine(generate_all())
         for outcome in outcomes:

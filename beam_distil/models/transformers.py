@@ -48,6 +48,7 @@ class TransformersLLM(LLM):
     """Chat (``input`` is a list of messages) or raw completion (``input`` is a string) with ``transformers``."""
 
     completes_raw_text: ClassVar[bool] = True
+    follows_structured_output: ClassVar[bool] = False  # transformers has no JSON-schema constraint of its own
 
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
         "max_new_tokens": (1, None),

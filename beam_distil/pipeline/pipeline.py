@@ -18,6 +18,10 @@ Example::
         options=["--direct_num_workers=2"],            # any Beam pipeline options
     )
     distiset["default"]["train"][0]["generations"]
+
+As in distilabel, ``Pipeline()`` without a name is named after its steps when its ``with`` block closes
+(``pipeline_load_data_from_dicts_0_gen_a_gen_b_group_columns_0``), and ``requirements=[...]`` (with those of its
+steps, ``beam_distil.utils.requirements``) are saved with it and checked before it runs.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from beam_distil.helpers import did_you_mean
 from beam_distil.pipeline.dag import DAG
-from beam_distil.pipeline.validation import PipelineValidationError, validate_pipeline
+from beam_distil.pipeline.routing import as_routing_batch_function
+from beam_distil.pipeline.validation import PipelineValidationError, check_requirements, validate_pipeline
 from beam_distil.steps.pipeline_context import enter_pipeline, leave_pipeline
+from beam_distil.utils.requirements import unmet_requirements, valid_requirements
 
 if TYPE_CHECKING:
     from beam_distil.beam.runner import BeamOptions
@@ -35,18 +41,43 @@ if TYPE_CHECKING:
     from beam_distil.pipeline.routing import RoutingBatchFunction
     from beam_distil.steps.base import _Step
 
+# distilabel's name for a pipeline made without one, until its block closes or it runs.
+DEFAULT_PIPELINE_NAME = "__default_pipeline_name__"
+
+
 class Pipeline:
     """A DAG of steps, built inside ``with Pipeline(name):`` and run on Apache Beam with ``run()``."""
 
-    def __init__(self, name: str, description: Optional[str] = None, cache_dir: Optional[str] = None) -> None:
-        """``cache_dir``: the response cache (any ``FileSystems`` path, e.g. ``gs://...``); default
-        ``$BEAM_DISTIL_CACHE_DIR`` or ``~/.cache/beam_distil``, read when the pipeline runs."""
-        self.name = name
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+        enable_metadata: bool = False,
+        requirements: Optional[List[str]] = None,
+    ) -> None:
+        """
+        Args:
+            name: the pipeline's name; without one, it is named after its steps when its ``with`` block closes
+                (``pipeline_<step>_<step>...``), as in distilabel.
+            description: saved with the pipeline and shown by ``beam-distil pipeline info``.
+            cache_dir: the response cache (any ``FileSystems`` path, e.g. ``gs://...``); default
+                ``$BEAM_DISTIL_CACHE_DIR`` or ``~/.cache/beam_distil``, read when the pipeline runs.
+            enable_metadata: accepted, in distilabel's position, so that a ported constructor call works. The
+                ``distilabel_metadata`` column is kept either way, as distilabel 1.5.3 keeps it (its check for
+                the column looks at a ``DatasetDict``'s split names and never matches); drop it with
+                ``distiset["default"].remove_columns("distilabel_metadata")``.
+            requirements: packages the pipeline needs (PEP 508 strings such as ``"nltk>=3.8"``): saved with it,
+                and checked in the launching process before it runs (``MissingRequirementsError``).
+        """
+        self.name = name or DEFAULT_PIPELINE_NAME
         self.description = description
         self.cache_dir = cache_dir
+        self.enable_metadata = enable_metadata
         self.dag = DAG()
         self.routing: Dict[str, "RoutingBatchFunction"] = {}
         self.last_run_metrics: Dict[str, Dict[str, int]] = {}
+        self._requirements = valid_requirements(requirements or [], owner=f"Pipeline {self.name!r}")
 
     def __enter__(self) -> "Pipeline":
         enter_pipeline(self)
@@ -54,6 +85,35 @@ class Pipeline:
 
     def __exit__(self, *exc_info: Any) -> None:
         leave_pipeline(self)
+        self._name_after_steps()
+
+    def _name_after_steps(self) -> None:
+        """Names a pipeline made without a name after its steps, as distilabel does."""
+        if self.name == DEFAULT_PIPELINE_NAME:
+            self.name = f"pipeline_{'_'.join(self.dag.steps)}"
+
+    @property
+    def requirements(self) -> List[str]:
+        """The packages the pipeline needs: its own ``requirements`` and those of its steps' classes
+        (``@requirements``), each once, sorted, as distilabel lists them."""
+        declared = [*self._requirements, *(r for step in self.dag.steps.values() for r in step.requirements)]
+        return valid_requirements(declared, owner=f"Pipeline {self.name!r}")
+
+    @requirements.setter
+    def requirements(self, requirements: List[str]) -> None:
+        """Adds ``requirements`` to the pipeline's own (as distilabel's setter, it never removes one)."""
+        added = [requirements] if isinstance(requirements, str) else list(requirements)
+        self._requirements = valid_requirements([*self._requirements, *added], owner=f"Pipeline {self.name!r}")
+
+    def requirements_to_install(self) -> List[str]:
+        """The requirements this environment does not meet (not installed, or at another version), as distilabel's
+        ``requirements_to_install``; ``run()`` refuses to start while there are any.
+
+        Example::
+
+            Pipeline("p", requirements=["nltk>=3.8"]).requirements_to_install()   # ['nltk>=3.8'] without nltk
+        """
+        return list(unmet_requirements(self.requirements))
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, steps={list(self.dag.steps)})"
@@ -74,13 +134,26 @@ class Pipeline:
         self.dag.add_edge(from_name, to_name)
 
     def set_routing(self, upstream: str, downstream: List[str], routing: "RoutingBatchFunction") -> None:
-        """Routes each batch of ``upstream`` to the ``downstream`` steps ``routing`` chooses."""
+        """Routes each batch of ``upstream`` to the ``downstream`` steps ``routing`` chooses (a
+        ``RoutingBatchFunction``, or a plain function ``f(step_names) -> chosen names``, as distilabel takes)."""
+        routing = as_routing_batch_function(routing)
         if upstream in self.routing and self.routing[upstream] is not routing:
             raise ValueError(f"Step {upstream!r} already has a routing function; a step routes through one function.")
         routing.downstream = list(dict.fromkeys([*routing.downstream, *downstream]))
         self.routing[upstream] = routing
 
     # -- parameters and validation -------------------------------------------------------------------------
+
+    def get_runtime_parameters_info(self) -> Dict[str, List[Dict[str, Any]]]:
+        """Each step's runtime parameters, by step name in the order the steps were added, as distilabel's.
+
+        Example::
+
+            pipeline.get_runtime_parameters_info()["gen_a"]
+            # [{"name": "input_batch_size", "optional": True, "description": ...},
+            #  {"name": "llm", "runtime_parameters_info": [...]}, ...]
+        """
+        return {name: step.get_runtime_parameters_info() for name, step in self.dag.steps.items()}
 
     def _apply_parameters(self, parameters: Optional[Dict[str, Dict[str, Any]]]) -> None:
         if parameters is not None and not isinstance(parameters, dict):
@@ -116,9 +189,13 @@ class Pipeline:
             raise PipelineValidationError(self.name, problems)
 
     def validate(self, parameters: Optional[Dict[str, Dict[str, Any]]] = None) -> None:
-        """Applies ``parameters`` and checks the pipeline; raises ``PipelineValidationError`` if it can't run."""
+        """Applies ``parameters`` and checks the pipeline; raises ``PipelineValidationError`` if it can't run, and
+        ``MissingRequirementsError`` (a ``PipelineValidationError`` and, as in distilabel, a
+        ``ModuleNotFoundError``) if a requirement is not installed here."""
+        self._name_after_steps()
         self._apply_parameters(parameters)
         validate_pipeline(self)
+        check_requirements(self)
 
     def _add_dataset(self, dataset: Any) -> None:
         from beam_distil.steps.generators.utils import make_generator_step

@@ -11,12 +11,20 @@ from beam_distil.models.base import LLM
 from beam_distil.rows import DISTILABEL_METADATA_KEY, unencodable_text
 from beam_distil.steps.base import columns_as_dict
 from beam_distil.steps.tasks.base import Task
+from beam_distil.utils.requirements import unmet_requirements
 
 if TYPE_CHECKING:
     from beam_distil.pipeline.pipeline import Pipeline
     from beam_distil.steps.base import _Step
 
 logger = logging.getLogger("beam_distil")
+
+
+class MissingRequirementsError(PipelineValidationError, ModuleNotFoundError):
+    """A requirement of the pipeline (``Pipeline(requirements=...)``, ``@requirements``) is not installed in the
+    process that launches it. A ``PipelineValidationError`` like every problem found before a run, and a
+    ``ModuleNotFoundError``, which distilabel raises in this case."""
+
 
 # Every task writes these; a chain of tasks replacing them is the normal case, not worth a warning.
 _COLUMNS_EVERY_TASK_REWRITES = {"model_name", DISTILABEL_METADATA_KEY}
@@ -94,7 +102,7 @@ def _check_llm(step: "_Step", llm: LLM) -> List[str]:
     wants_schema = llm.structured_output is not None or (
         isinstance(step, Task) and step.use_default_structured_output and step.get_structured_output() is not None
     )
-    if wants_schema and "structured_output" not in accepted:
+    if wants_schema and not llm.follows_structured_output:
         problems.append(
             f"Step {step.name!r}: {type(llm).__name__} cannot constrain its answer to a JSON schema;"
             " set use_default_structured_output=False or use another LLM."
@@ -182,7 +190,7 @@ def validate_pipeline(pipeline: "Pipeline") -> None:
         for parameter in step.missing_runtime_parameters():
             problems.append(
                 f"Step {name!r}: runtime parameter {parameter!r} is required but has no value; set it in the"
-                f" constructor or with run(parameters={{{name!r}: {{...}}}})."
+                f" constructor or with {_run_parameters_example(name, parameter)}."
             )
         llm = getattr(step, "llm", None)
         if isinstance(llm, LLM):  # tasks, and generators that own an LLM
@@ -193,3 +201,26 @@ def validate_pipeline(pipeline: "Pipeline") -> None:
         problems.extend(_check_columns(pipeline))
     if problems:
         raise PipelineValidationError(pipeline.name, problems)
+
+
+def _run_parameters_example(step_name: str, parameter: str) -> str:
+    """``run(parameters={'load': {'llm': {'model': ...}}})`` for the dotted ``parameter`` (``llm.model``)."""
+    nested = "..."
+    for part in reversed(parameter.split(".")):
+        nested = f"{{{part!r}: {nested}}}"
+    return f"run(parameters={{{step_name!r}: {nested}}})"
+
+
+def check_requirements(pipeline: "Pipeline") -> None:
+    """Raises ``MissingRequirementsError`` naming each requirement of ``pipeline`` this environment does not meet."""
+    unmet = unmet_requirements(pipeline.requirements)
+    if unmet:
+        to_install = " ".join(f"'{requirement}'" for requirement in unmet)
+        raise MissingRequirementsError(
+            pipeline.name,
+            [f"requirement {requirement!r} is not met: {reason}" for requirement, reason in unmet.items()]
+            + [
+                f"install them where the pipeline is launched (`pip install {to_install}`) and where it runs (on"
+                " Dataflow: --requirements_file, --setup_file or the container image)."
+            ],
+        )

@@ -12,6 +12,7 @@ from beam_distil.steps.base import (
 )
 from beam_distil.steps.argilla import PreferenceToArgilla, TextGenerationToArgilla
 from beam_distil.steps.columns import CombineOutputs, ExpandColumns, GroupColumns, KeepColumns, MergeColumns
+from beam_distil.steps.decorator import step
 from beam_distil.steps.dedup import ExactDedup, MinHashDedup
 from beam_distil.steps.embeddings import EmbeddingDedup, EmbeddingGeneration
 from beam_distil.steps.formatting import (
@@ -23,8 +24,10 @@ from beam_distil.steps.formatting import (
 )
 from beam_distil.steps.generators import (
     LoadDataFromDicts,
+    LoadDataFromDisk,
     LoadDataFromFileSystem,
     LoadDataFromHub,
+    LoadHubDataset,
     make_generator_step,
 )
 
@@ -45,8 +48,10 @@ __all__ = [
     "GroupColumns",
     "KeepColumns",
     "LoadDataFromDicts",
+    "LoadDataFromDisk",
     "LoadDataFromFileSystem",
     "LoadDataFromHub",
+    "LoadHubDataset",
     "MergeColumns",
     "MinHashDedup",
     "PreferenceToArgilla",
@@ -57,4 +62,5 @@ __all__ = [
     "StepOutput",
     "TextGenerationToArgilla",
     "make_generator_step",
+    "step",
 ]

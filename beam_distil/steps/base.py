@@ -11,13 +11,18 @@ a ``beam.PTransform`` at once, so the same object works in both faces of the lib
     rows | "keep" >> KeepColumns(columns=["a"])        # inside any Beam job, on a PCollection of dicts
 
 Subclasses implement ``process`` (and ``inputs``/``outputs``) exactly as in distilabel.
+
+Names follow distilabel: a step without ``name=`` is called after its class with an index, ``text_generation_0``,
+``text_generation_1``... (the first free one in its pipeline), inside a pipeline or not, so that the metadata keys
+``raw_output_<name>`` and ``statistics_<name>`` match distilabel's. ``dump()`` and ``from_dict()`` are distilabel's
+``_Serializable`` ones (``beam_distil.steps.serialization``).
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, List, Optional, Tuple, Type, TypeVar, Union
 
 import apache_beam as beam
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, PrivateAttr, field_validator
@@ -45,6 +50,15 @@ _NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]+$")
 
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def default_step_name(step_class: type) -> str:
+    """The name of a step made without ``name=`` outside any pipeline, as distilabel: ``TextGeneration`` ->
+    ``text_generation_0``. In a pipeline the index is the first one free (``Pipeline.unique_step_name``)."""
+    return f"{_snake_case(step_class.__name__)}_0"
+
+
+_SelfStep = TypeVar("_SelfStep", bound="_Step")
 
 
 def columns_as_dict(columns: StepColumns) -> Dict[str, bool]:
@@ -89,6 +103,9 @@ class _Step(_StepFields, beam.PTransform, ABC):
     filtering). On Beam they are called one row at a time, so that each output row's id names its parent."""
     expects_uniform_inputs: ClassVar[bool] = False
     """Set to ``True`` on join steps whose predecessors must all produce the same columns (``GroupColumns``)."""
+    requirements: ClassVar[List[str]] = []
+    """Packages the step needs installed (PEP 508 strings), set with ``@requirements([...])``
+    (``beam_distil.utils.requirements``); a pipeline lists and checks those of its steps."""
 
     _loaded: bool = PrivateAttr(default=False)
     _name_given: bool = PrivateAttr(default=False)
@@ -113,13 +130,54 @@ class _Step(_StepFields, beam.PTransform, ABC):
         if self.pipeline is not None:
             self._join(self.pipeline)
         elif self.name is None:
-            self.name = _snake_case(type(self).__name__)
+            self.name = default_step_name(type(self))
 
     def _join(self, pipeline: "Pipeline") -> None:
         if not self._name_given:
             self.name = pipeline.unique_step_name(_snake_case(type(self).__name__))
         self.pipeline = pipeline
         pipeline.add_step(self)
+
+    # -- serialization -----------------------------------------------------------------------------------
+
+    def dump(self) -> Dict[str, Any]:
+        """This step as a dict, as distilabel's ``_Serializable.dump``: its fields (secrets and ``pipeline`` left
+        out), its LLM with its own ``type_info``, ``runtime_parameters_info`` and ``type_info``.
+
+        Example::
+
+            data = TextGeneration(name="gen", llm=OpenAILLM(model="gpt-4o-mini")).dump()
+            data["type_info"]    # {"module": "distilabel.steps.tasks.text_generation", "name": "TextGeneration"}
+        """
+        from beam_distil.steps.serialization import RUNTIME_PARAMETERS_INFO_KEY, dump_model
+
+        return dump_model(self, extra={RUNTIME_PARAMETERS_INFO_KEY: self.get_runtime_parameters_info()})
+
+    @classmethod
+    def from_dict(cls: Type[_SelfStep], data: Dict[str, Any]) -> _SelfStep:
+        """The step ``data`` describes (``dump()`` output, or a step distilabel wrote), with its LLM.
+
+        The class is the one its ``type_info`` names, found in the registry (``beam_distil.steps.registry``):
+        nothing named in ``data`` is imported, and a class that is not registered, or that is not a ``cls``, is
+        refused before anything is built (``PipelineSerializationError``). As distilabel's ``from_dict``, fields the
+        class does not have (distilabel's ``resources``...) are left out, with a warning when they held a value that
+        mattered. Made inside ``with Pipeline(...)``, the step joins that pipeline, as any new step does.
+
+        Example::
+
+            copy = TextGeneration.from_dict(task.dump())
+        """
+        from beam_distil.steps.serialization import PipelineSerializationError, load_model, model_class
+
+        if not isinstance(data, dict):
+            raise PipelineSerializationError(f"{cls.__name__}.from_dict takes a dict (dump() output), got {data!r}")
+        step_class = model_class(data, step=data.get("name"))
+        if not issubclass(step_class, cls):
+            raise PipelineSerializationError(
+                f"{cls.__name__}.from_dict: type_info {data.get('type_info')!r} names {step_class.__name__}, which is"
+                f" not a {cls.__name__}; call {step_class.__name__}.from_dict or _Step.from_dict."
+            )
+        return load_model(data, step=data.get("name"), drop_unknown_fields=True)
 
     # -- columns -----------------------------------------------------------------------------------------
 
@@ -202,6 +260,9 @@ class _Step(_StepFields, beam.PTransform, ABC):
         if isinstance(other, list) and all(isinstance(step, _Step) for step in other):
             self.connect(*other)
             return other
+        if callable(other) and not isinstance(other, type) and not hasattr(other, "__rrshift__"):
+            # `step >> routing_function >> [steps]` with a plain function, as `connect(routing_batch_function=...)`.
+            return _RoutedFrom(self, other)
         return NotImplemented
 
     def __rrshift__(self, other: Any) -> Any:
@@ -282,6 +343,18 @@ class _Step(_StepFields, beam.PTransform, ABC):
         state = super().__getstate__()
         state["__dict__"] = {**state["__dict__"], "pipeline": None}
         return state
+
+
+class _RoutedFrom:
+    """``step >> routing_function``, waiting for the steps it routes to: ``>> [a, b]`` connects them through it."""
+
+    def __init__(self, upstream: _Step, routing_function: Any) -> None:
+        self.upstream, self.routing_function = upstream, routing_function
+
+    def __rshift__(self, steps: Union[_Step, List[_Step]]) -> Union[_Step, List[_Step]]:
+        targets = steps if isinstance(steps, list) else [steps]
+        self.upstream.connect(*targets, routing_batch_function=self.routing_function)
+        return steps
 
 
 class Step(_Step, ABC):

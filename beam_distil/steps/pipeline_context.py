@@ -26,4 +26,10 @@ def enter_pipeline(pipeline: Any) -> None:
 
 
 def leave_pipeline(pipeline: Any) -> None:
-    _open_blocks.stack = [open_pipeline for open_pipeline in getattr(_open_blocks, "stack", []) if open_pipeline is not pipeline]
+    """Closes the innermost block of ``pipeline``: a block of the same pipeline opened around it stays open."""
+    stack = list(getattr(_open_blocks, "stack", []))
+    for index in range(len(stack) - 1, -1, -1):
+        if stack[index] is pipeline:
+            del stack[index]
+            break
+    _open_blocks.stack = stack

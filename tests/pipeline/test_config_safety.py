@@ -92,9 +92,9 @@ COMMAND_TARGETS = [("os", "system"), ("subprocess", "getoutput")]
 
 def command_routing_config(tmp_path: Path, module: str, name: str, marker: Path) -> Path:
     data = saved_config(tmp_path, routed=True)
-    routing = data["pipeline"]["routing_batch_functions"][0]["routing_batch_function"]
-    routing["type_info"] = {"module": module, "name": name}
-    routing["kwargs"] = {"command" if name == "system" else "cmd": f"touch {marker}"}
+    routing = data["pipeline"]["routing_batch_functions"][0]
+    # distilabel's layout: a factory's arguments are in its `type_info`.
+    routing["type_info"] = {"module": module, "name": name, "kwargs": {"command" if name == "system" else "cmd": f"touch {marker}"}}
     return write(tmp_path, data)
 
 
@@ -108,7 +108,8 @@ def test_a_routing_target_naming_a_shell_command_runs_nothing(tmp_path, module, 
 
     assert not marker.exists()
     message = str(raised.value)
-    assert f"{{'module': '{module}', 'name': '{name}'}} names a routing factory that is not registered" in message
+    assert f"{{'module': '{module}', 'name': '{name}', 'kwargs': " in message
+    assert "names a routing factory that is not registered" in message
     assert f"file '{path}'" in message and "step 'load'" in message
     assert "Only beam_distil's routing factories (sample_n_steps) are called with `kwargs`" in message
     assert WHAT_TO_DO in message and "entry point in the `beam_distil.registry` group" in message
@@ -130,9 +131,8 @@ def test_pipeline_info_refuses_the_shell_command_routing_with_exit_code_2(tmp_pa
 
 def test_a_routing_function_without_kwargs_must_be_registered(tmp_path):
     data = saved_config(tmp_path, routed=True)
-    routing = data["pipeline"]["routing_batch_functions"][0]["routing_batch_function"]
-    routing.pop("kwargs")
-    routing["type_info"] = {"module": "os", "name": "system"}
+    routing = data["pipeline"]["routing_batch_functions"][0]
+    routing["type_info"] = {"module": "os", "name": "system"}  # no `kwargs`: a function, not a factory
     path = write(tmp_path, data)
 
     with pytest.raises(PipelineSerializationError, match=r"names a routing function that is not registered") as raised:
@@ -157,8 +157,8 @@ def test_kwargs_call_only_the_projects_routing_factories(tmp_path, on_sys_path):
     )
     importlib.import_module(name)
     data = saved_config(tmp_path, routed=True)
-    routing = data["pipeline"]["routing_batch_functions"][0]["routing_batch_function"]
-    routing["type_info"] = {"module": name, "name": "pick"}
+    routing = data["pipeline"]["routing_batch_functions"][0]
+    routing["type_info"] = {"module": name, "name": "pick", "kwargs": routing["type_info"]["kwargs"]}
     path = write(tmp_path, data)
 
     # A registered routing function is called with the downstream steps when batches are routed, never with
@@ -311,7 +311,7 @@ def test_registered_user_classes_and_routing_function_round_trip(tmp_path, on_sy
     assert routing.choose(["gen_a", "gen_b"], "shout", 0) == ["gen_a"]
 
     user_data = yaml.safe_load(path.read_text())
-    user_data["pipeline"]["routing_batch_functions"][0]["routing_batch_function"]["type_info"]["name"] = "unregistered"
+    user_data["pipeline"]["routing_batch_functions"][0]["type_info"]["name"] = "unregistered"
     with pytest.raises(PipelineSerializationError, match=r"has no 'unregistered' that a pipeline file may name"):
         Pipeline.from_dict(user_data)
 

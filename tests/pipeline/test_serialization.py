@@ -218,10 +218,13 @@ def test_sample_n_steps_routing_survives_and_routes_the_same(tmp_path, openai_se
 
     saved = yaml.safe_load(path.read_text())["pipeline"]["routing_batch_functions"]
     assert saved[0]["step"] == "load_data_from_dicts_0"
-    assert saved[0]["routing_batch_function"]["type_info"]["name"] == "sample_n_steps"
-    assert saved[0]["routing_batch_function"]["kwargs"] == {"n": 2, "seed": 11}
+    # distilabel's layout, which distilabel loads too; the seed beside it, since distilabel's factory takes none.
+    assert saved[0]["type_info"] == {
+        "module": "distilabel.pipeline.routing_batch_function", "name": "sample_n_steps", "kwargs": {"n": 2}
+    }
+    assert saved[0]["seed"] == 11
     routing = loaded.routing["load_data_from_dicts_0"]
-    assert routing.factory == {"name": "sample_n_steps", "kwargs": {"n": 2, "seed": 11}}
+    assert routing.factory["name"] == "sample_n_steps" and routing.seed == 11
     assert routing.downstream == ["gen_a", "gen_b", "gen_c"]
     assert routing.upstream is loaded.dag.steps["load_data_from_dicts_0"]
     assert loaded.dump() == pipeline.dump()
@@ -240,7 +243,7 @@ def test_a_registered_user_routing_function_round_trips():
     data = pipeline.dump()
     loaded = Pipeline.from_dict(json.loads(json.dumps(data)))
 
-    saved = data["pipeline"]["routing_batch_functions"][0]["routing_batch_function"]
+    saved = data["pipeline"]["routing_batch_functions"][0]
     assert saved["type_info"] == {"module": __name__, "name": "first_or_last"}
     assert saved["seed"] == 5 and saved["description"] == "first or last"
     routing = loaded.routing["load_data_from_dicts_0"]

@@ -1,6 +1,9 @@
-"""Generator steps reading with ``datasets.load_dataset``: from the Hub (or a local dataset) and from files.
+"""Generator steps reading with ``datasets``: from the Hub (or a local dataset), from files, and from a dataset or
+a Distiset saved to disk.
 
-The dataset is loaded in ``load()``, i.e. on the Beam worker, never when the step is built.
+The dataset is loaded in ``load()``, i.e. on the Beam worker, never when the step is built; a dataset loaded in
+the launching process (by a user's ``load()``) is left out when the step is pickled, so the job carries the
+step's configuration, not its data.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -78,6 +82,15 @@ class LoadDataFromHub(GeneratorStep):
     def unload(self) -> None:
         self._dataset = None
         super().unload()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # The worker loads the data itself (`load()` in DoFn.setup): a dataset loaded here must not travel with
+        # the job, where an in-memory one would be pickled row by row.
+        state = super().__getstate__()
+        private = state.get("__pydantic_private__")
+        if private and private.get("_dataset") is not None:
+            state["__pydantic_private__"] = {**private, "_dataset": None}
+        return state
 
     def _dataset_columns(self) -> Optional[List[str]]:
         if self._dataset is None:
@@ -147,6 +160,25 @@ def _batches(rows: Iterable[Dict[str, Any]], batch_size: int) -> GeneratorStepOu
         following = [dict(row) for row in itertools.islice(iterator, batch_size)]
         yield batch, not following
         batch = following
+
+
+class LoadHubDataset(LoadDataFromHub):
+    """``LoadDataFromHub`` under the name distilabel gave it before 1.2 (still used by distilabel's write-ups):
+    the same fields and rows; building one warns that the name is deprecated.
+
+    Example::
+
+        load = LoadHubDataset(repo_id="distilabel-internal-testing/instruction-dataset-mini", split="test")
+    """
+
+    def __init__(self, **data: Any) -> None:
+        warnings.warn(
+            "LoadHubDataset is distilabel's old name of LoadDataFromHub; use LoadDataFromHub, which takes the same"
+            " arguments.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(**data)
 
 
 class LoadDataFromFileSystem(LoadDataFromHub):
@@ -323,6 +355,162 @@ class LoadDataFromFileSystem(LoadDataFromHub):
         super().unload()
 
 
+class LoadDataFromDisk(LoadDataFromHub):
+    """Yields the rows of a dataset saved with ``datasets``' ``save_to_disk``, or of a ``Distiset`` saved with
+    ``Distiset.save_to_disk`` or written by ``Pipeline.run(output_dir=...)`` (``is_distiset=True``), as distilabel's
+    ``LoadDataFromDisk``. Each row's id is its position in the dataset, as for every generator.
+
+    The dataset is read on the Beam worker, from a local path or any fsspec URL (``gs://``, ``s3://``...) with
+    ``storage_options``; ``datasets`` copies a remote dataset to the worker's disk and memory-maps it. On a remote
+    runner the path must be one the workers can read (``gs://`` on Dataflow).
+
+    Attributes:
+        dataset_path: the folder ``save_to_disk`` wrote.
+        config: with ``is_distiset``, the Distiset configuration (leaf step) to read; ``"default"`` for a
+            pipeline with one leaf.
+        is_distiset: read a Distiset rather than a dataset.
+        keep_in_memory: copy the dataset into memory rather than memory-mapping it (``datasets.load_from_disk``).
+        split: the split of a ``DatasetDict`` (a Distiset configuration is one); may be left unset when there is
+            only one.
+        storage_options, num_examples, batch_size: as for ``LoadDataFromHub``.
+
+    Output columns:
+        - dynamic: the dataset's columns.
+
+    Example::
+
+        LoadDataFromDisk(dataset_path="data/my-dataset")                       # Dataset.save_to_disk(...)
+        LoadDataFromDisk(dataset_path="gs://bucket/run-1", is_distiset=True, config="leaf_a")
+    """
+
+    dataset_path: RuntimeParameter[Union[str, Path]] = Field(
+        default=None, description="Path or URL of the dataset or Distiset folder."
+    )
+    config: Optional[RuntimeParameter[str]] = Field(
+        default="default", description="With is_distiset: the configuration of the Distiset to load."
+    )
+    is_distiset: Optional[RuntimeParameter[bool]] = Field(
+        default=False, description="Whether the folder holds a Distiset rather than a dataset."
+    )
+    keep_in_memory: Optional[RuntimeParameter[bool]] = Field(
+        default=None, description="Copy the dataset into memory (see datasets.load_from_disk)."
+    )
+    split: Optional[RuntimeParameter[str]] = Field(
+        default=None, description="The split to load; may be omitted when there is only one."
+    )
+    # Not used when reading from disk (distilabel excludes repo_id too).
+    repo_id: Optional[str] = Field(default=None, exclude=True)
+    revision: Optional[str] = Field(default=None, exclude=True)
+    streaming: bool = Field(default=False, exclude=True)
+
+    def _where(self) -> str:
+        return f"Step {self.name!r} (LoadDataFromDisk)"
+
+    def _is_local(self) -> bool:
+        return self.dataset_path is not None and not is_url(str(self.dataset_path))
+
+    def check_ready(self) -> List[str]:
+        """A local folder that is missing, or whose configuration or split cannot be chosen, found before launch."""
+        if not self._is_local():
+            return []
+        folder = Path(str(self.dataset_path))
+        if not folder.is_dir():
+            return [
+                f"dataset_path {str(folder)!r} is not a folder on this machine. Point it at the folder `save_to_disk`"
+                " wrote (the workers must be able to read it too: on Dataflow, a gs:// URL)."
+            ]
+        if self.is_distiset:
+            configurations = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != "distiset_configs")
+            if self.config not in configurations:
+                return [
+                    f"configuration {self.config!r} is not in the Distiset at {str(folder)!r}; its configurations are"
+                    f" {configurations}. Set `config` to one of them."
+                ]
+            folder = folder / str(self.config)
+        splits = _saved_splits(folder)
+        if splits is not None and (self.split not in splits if self.split is not None else len(splits) > 1):
+            return [f"{str(folder)!r} has the splits {splits}: set `split` to the one to load."]
+        return []
+
+    def _load_dataset(self) -> Any:
+        from datasets import load_from_disk
+
+        from beam_distil.distiset import Distiset
+
+        path = str(self.dataset_path)
+        if self.is_distiset:
+            distiset = Distiset.load_from_disk(
+                path, keep_in_memory=self.keep_in_memory, storage_options=self.storage_options
+            )
+            if self.config not in distiset:
+                raise ValueError(
+                    f"{self._where()}: configuration {self.config!r} is not in the Distiset at {path!r}; its"
+                    f" configurations are {list(distiset)}. Set `config` to one of them."
+                )
+            return self._one_split(distiset[self.config])
+        dataset = load_from_disk(path, keep_in_memory=self.keep_in_memory, storage_options=self.storage_options)
+        return self._one_split(dataset)
+
+    def _one_split(self, dataset: Any) -> Any:
+        """The split to read: ``split`` of a ``DatasetDict``, or its only one; a ``Dataset`` as it is."""
+        from datasets import DatasetDict
+
+        if not isinstance(dataset, DatasetDict):
+            if self.split is not None and self.split != str(getattr(dataset, "split", None)):
+                raise ValueError(
+                    f"{self._where()}: {str(self.dataset_path)!r} holds one dataset, not splits; leave `split` unset."
+                )
+            return dataset
+        splits = list(dataset)
+        if self.split is None and len(splits) == 1:
+            return dataset[splits[0]]
+        if self.split is None:
+            raise ValueError(
+                f"{self._where()}: {str(self.dataset_path)!r} has the splits {splits}: set `split` to the one to load."
+            )
+        if self.split not in dataset:
+            raise ValueError(
+                f"{self._where()}: {str(self.dataset_path)!r} has no split {self.split!r}: set `split` to one of {splits}."
+            )
+        return dataset[self.split]
+
+    def _cheap_columns(self) -> Optional[List[str]]:
+        """The columns from the ``dataset_info.json`` that ``save_to_disk`` wrote, for a local folder."""
+        if not self._is_local():
+            return None
+        folder = Path(str(self.dataset_path))
+        if self.is_distiset:
+            folder = folder / str(self.config)
+        return _saved_columns(folder, self.split)
+
+
+def _saved_splits(folder: Path) -> Optional[List[str]]:
+    """The splits of a ``DatasetDict`` saved in ``folder`` (its ``dataset_dict.json``), or ``None`` for another
+    layout (a single ``Dataset``, a pipeline's output files)."""
+    try:
+        return [str(split) for split in json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _saved_columns(folder: Path, split: Optional[str]) -> Optional[List[str]]:
+    """The columns of a dataset (or of one split of a ``DatasetDict``) saved in ``folder``, read from its
+    ``dataset_info.json``; ``None`` when the folder does not say (another layout, or several splits and none named)."""
+    try:
+        splits = _saved_splits(folder)
+        if splits is not None:
+            chosen = split if split is not None else (splits[0] if len(splits) == 1 else None)
+            if chosen not in splits:
+                return None
+            folder = folder / chosen
+        info = folder / "dataset_info.json"
+        if not info.is_file():
+            return None
+        return list(json.loads(info.read_text(encoding="utf-8"))["features"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _extension(name: str) -> str:
     return os.path.splitext(name)[1].lower().lstrip(".")
 
@@ -391,4 +579,4 @@ def _first_json_record(path: str) -> Dict[str, Any]:
             return record
 
 
-__all__ = ["LoadDataFromFileSystem", "LoadDataFromHub"]
+__all__ = ["LoadDataFromDisk", "LoadDataFromFileSystem", "LoadDataFromHub", "LoadHubDataset"]

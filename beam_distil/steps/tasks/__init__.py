@@ -2,6 +2,7 @@
 
 from beam_distil.steps.tasks.base import GeneratorTask, Task
 from beam_distil.steps.tasks.complexity_scorer import ComplexityScorer
+from beam_distil.steps.tasks.decorator import task
 from beam_distil.steps.tasks.evol_instruct import EvolInstruct, EvolInstructGenerator
 from beam_distil.steps.tasks.evol_quality import EvolQuality
 from beam_distil.steps.tasks.generate_sentence_pair import GenerateSentencePair
@@ -34,4 +35,5 @@ __all__ = [
     "TextClassification",
     "TextGeneration",
     "UltraFeedback",
+    "task",
 ]

@@ -23,8 +23,14 @@ from typing import Any, ClassVar, Dict, List, Optional
 
 from pydantic import Field, PositiveInt
 
-from beam_distil.models.base import ChatType, FormattedInput, GenerateOutput, LLM, has_text, why_no_text
-from beam_distil.models.structured_output import StructuredOutputSchema, json_schema_of, parse_structured
+from beam_distil.models.base import FormattedInput, GenerateOutput, LLM, has_text, why_no_text
+from beam_distil.models.structured_output import (
+    StructuredOutputSchema,
+    call_arguments,
+    json_schema_of,
+    parse_structured,
+    split_structured_input,
+)
 from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.rows import DISTILABEL_METADATA_KEY
 from beam_distil.steps.base import GeneratorStep, Step, StepInput, StepOutput, columns_as_dict
@@ -60,8 +66,8 @@ class Task(Step, ABC):
         return True
 
     @abstractmethod
-    def format_input(self, input: Dict[str, Any]) -> ChatType:
-        """The prompt for one row."""
+    def format_input(self, input: Dict[str, Any]) -> FormattedInput:
+        """The prompt for one row: a chat, a raw text, or distilabel's ``(chat, schema)``."""
 
     @abstractmethod
     def format_output(self, output: Optional[str], input: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -76,16 +82,32 @@ class Task(Step, ABC):
 
         return TaskWithDeadLetters(self)
 
+    def model_post_init(self, __context: Any) -> None:
+        super().model_post_init(__context)
+        self._give_default_schema_to_llm()
+
+    def _give_default_schema_to_llm(self) -> None:
+        # distilabel's Task.load puts the task's default schema on its LLM when the LLM has none of its own. An
+        # LLM written the distilabel way reads it there; this task gets its own copy, so that another task
+        # sharing the LLM object keeps its own schema. The project's backends take the schema per call instead.
+        schema = self.get_structured_output() if self.use_default_structured_output else None
+        if schema is None or self.llm.structured_output is not None or self.llm.takes_schema_per_call():
+            return
+        self.llm = self.llm.model_copy(update={"structured_output": {"format": "json", "schema": schema}})
+
     def get_structured_output(self) -> Optional[Dict[str, Any]]:
         """The JSON schema of this task's answer, used when ``use_default_structured_output`` is set."""
         return None
 
     def structured_output_for(self, input: Dict[str, Any]) -> Optional[StructuredOutputSchema]:
-        """The schema the answer for ``input`` must follow: the task's own (``use_default_structured_output``),
-        else the LLM's ``structured_output``, else ``None``."""
-        if self.use_default_structured_output and self.get_structured_output() is not None:
+        """The schema the answer for ``input`` must follow: the LLM's ``structured_output``, else the task's own
+        (with ``use_default_structured_output``), else ``None``: as in distilabel, a schema given to the LLM
+        wins over the task's default."""
+        if self.llm.structured_output is not None:
+            return self.llm.structured_output
+        if self.use_default_structured_output:
             return self.get_structured_output()
-        return self.llm.structured_output
+        return None
 
     def generation_kwargs(self, input: Dict[str, Any]) -> Dict[str, Any]:
         """The keyword arguments of the generation call for ``input``: the LLM's ``generation_kwargs`` and schema."""
@@ -146,7 +168,9 @@ class Task(Step, ABC):
             if self.add_raw_output:
                 metadata[f"raw_output_{self.name}"] = generation
             if self.add_raw_input:
-                metadata[f"raw_input_{self.name}"] = formatted_input
+                # The chat alone: a (chat, schema) input's schema is in the row already, and one Arrow column
+                # cannot hold a chat beside a schema.
+                metadata[f"raw_input_{self.name}"] = split_structured_input(formatted_input)[0]
             metadata[f"statistics_{self.name}"] = {
                 "input_tokens": input_tokens[min(index, len(input_tokens) - 1)],
                 "output_tokens": output_tokens[min(index, len(output_tokens) - 1)],
@@ -170,7 +194,8 @@ class Task(Step, ABC):
         rows = []
         for input in inputs:
             prompt = self.format_input(input)
-            [output] = self.llm.generate([prompt], num_generations=self.num_generations, **self.generation_kwargs(input))
+            call_prompt, kwargs = call_arguments(self.llm, prompt, self.generation_kwargs(input))
+            [output] = self.llm.generate([call_prompt], num_generations=self.num_generations, **kwargs)
             rows.extend(self.rows_from_output(input, prompt, output))
         yield rows
 

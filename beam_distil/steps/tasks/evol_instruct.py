@@ -18,6 +18,12 @@ A row needs several calls, one after another; on Beam they run on the process's 
 are evolved at once. A call that fails (or an empty answer) stops the row: its output columns are ``None``
 and ``distilabel_metadata["error_<task name>"]`` says why.
 
+``distilabel_metadata`` is laid out as in distilabel, with token counts only (no raw prompts or answers), one
+entry per call: ``statistics_instruction_<name>`` (``{"input_tokens": [...], "output_tokens": [...]}``, the
+evolution calls) or, with ``generate_answers``, ``statistics_answer_<name>`` (the answer calls). distilabel lists
+the calls of the whole batch in every row; beam_distil lists the row's own calls (the generator: those that led
+to the row's instruction).
+
 References:
     - `WizardLM: Empowering Large Language Models to Follow Complex Instructions <https://arxiv.org/abs/2304.12244>`_
     - `h2oai/h2o-wizardlm <https://github.com/h2oai/h2o-wizardlm>`_
@@ -29,17 +35,18 @@ import asyncio
 import logging
 import random
 import re
-from typing import Any, Dict, Generator, List, Mapping, Optional, Union
+from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
 
 from pydantic import Field, PositiveInt, field_validator
 
 from beam_distil.helpers import compile_template, seeded_random
 from beam_distil.models.base import ChatType
+from beam_distil.rows import DISTILABEL_METADATA_KEY
 from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.steps.base import GeneratorStepOutput, StepColumns
 from beam_distil.steps.tasks.base import GeneratorTask
 from beam_distil.steps.tasks.input_checks import string_column
-from beam_distil.steps.tasks.sequential import NoAnswer, SequentialCallsTask
+from beam_distil.steps.tasks.sequential import ConversationRecord, NoAnswer, SequentialCallsTask, call_statistics
 
 _logger = logging.getLogger(__name__)
 
@@ -219,6 +226,13 @@ class EvolInstruct(SequentialCallsTask):
     def failed_output(self, input: Dict[str, Any]) -> Dict[str, Any]:
         return self.format_output(None)
 
+    def conversation_metadata(self, record: ConversationRecord) -> Dict[str, Any]:
+        """distilabel's layout: ``statistics_instruction_<name>`` (the tokens of each evolution call) or, with
+        ``generate_answers``, only ``statistics_answer_<name>`` (those of each answer call)."""
+        if self.generate_answers:
+            return {f"statistics_answer_{self.name}": call_statistics(record, slice(self.num_evolutions, None))}
+        return {f"statistics_instruction_{self.name}": call_statistics(record)}
+
     def conversation(self, input: Dict[str, Any]) -> Generator[ChatType, str, Dict[str, Any]]:
         instruction = self._instruction(input)
         rng = seeded_random(self.seed, instruction)
@@ -262,6 +276,9 @@ class EvolInstructGenerator(GeneratorTask):
 
     Output columns:
         - instruction (``str``), answer (``str``, with ``generate_answers``), model_name (``str``).
+        - distilabel_metadata: ``statistics_instruction_<name>``, the tokens of each call that led to the row's
+          instruction (from its fresh start), or, with ``generate_answers``, ``statistics_answer_<name>``, those
+          of its answer call.
     """
 
     num_instructions: PositiveInt
@@ -301,25 +318,32 @@ class EvolInstructGenerator(GeneratorTask):
         template = self.mutation_templates.get("FRESH_START", FRESH_START_TEMPLATE)
         return fill_placeholders(template, {PROMPT_PLACEHOLDER: words})
 
-    def _generate_each(self, prompts: List[ChatType]) -> List[Optional[str]]:
-        """One answer per prompt; ``None`` where the call failed (logged), so one failure loses one slot's turn."""
+    def _generate_each(self, prompts: List[ChatType]) -> List[Tuple[Optional[str], int, int]]:
+        """``(answer, input tokens, output tokens)`` per prompt; ``(None, 0, 0)`` where the call failed (logged),
+        so one failure loses one slot's turn."""
         from beam_distil.beam.llm_calls import call_llm, describe_error
         from beam_distil.models.event_loop import run_coroutine
 
         kwargs = dict(self.llm.generation_kwargs or {})
         llm = self.llm
 
-        async def one(prompt: ChatType) -> Optional[str]:
+        async def one(prompt: ChatType) -> Tuple[Optional[str], int, int]:
             outcome = await call_llm(llm, prompt, 1, kwargs)
             if outcome.error is not None:
                 _logger.warning("%s: a call failed: %s", self.name, describe_error(outcome.error, llm))
-                return None
-            return outcome.output["generations"][0] if outcome.output["generations"] else None
+                return None, 0, 0
+            output = outcome.output
+            text = output["generations"][0] if output["generations"] else None
+            return text, sum(output["statistics"]["input_tokens"]), sum(output["statistics"]["output_tokens"])
 
-        async def all_of_them() -> List[Optional[str]]:
+        async def all_of_them() -> List[Tuple[Optional[str], int, int]]:
             return list(await asyncio.gather(*(one(prompt) for prompt in prompts)))
 
         return run_coroutine(all_of_them())
+
+    def _with_statistics(self, row: Dict[str, Any], key: str, calls: List[Tuple[int, int]]) -> Dict[str, Any]:
+        statistics = {"input_tokens": [c[0] for c in calls], "output_tokens": [c[1] for c in calls]}
+        return {**row, DISTILABEL_METADATA_KEY: {f"{key}_{self.name}": statistics}}
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
         rng = random.Random(self.seed)
@@ -327,6 +351,8 @@ class EvolInstructGenerator(GeneratorTask):
         seed_texts = [self._seed_text(rng) for _ in range(count * 10)]
         slots = [rng.choice(seed_texts) for _ in range(count)]
         fresh = [True] * count  # a fresh slot holds a FRESH_START prompt, sent as it is
+        # The (input, output) tokens of each call of a slot's current chain, from its fresh start on.
+        chains: List[List[Tuple[int, int]]] = [[] for _ in range(count)]
         names = self.mutation_templates_names
         instructions: List[str] = []
         emitted = 0
@@ -343,27 +369,32 @@ class EvolInstructGenerator(GeneratorTask):
                 if not fresh[index]:
                     mutation = rng.choice(names)
                     if mutation == "FRESH_START":
-                        slots[index], fresh[index] = rng.choice(seed_texts), True
+                        slots[index], fresh[index], chains[index] = rng.choice(seed_texts), True, []
                     else:
                         content = fill_placeholders(self.mutation_templates[mutation], {PROMPT_PLACEHOLDER: slots[index]})
                         prompts.append([{"role": "user", "content": content}])
                         continue
                 prompts.append([{"role": "user", "content": slots[index]}])
-            accepted: List[str] = []
-            for index, answer in enumerate(self._generate_each(prompts)):
+            accepted: List[Tuple[str, List[Tuple[int, int]]]] = []
+            for index, (answer, input_tokens, output_tokens) in enumerate(self._generate_each(prompts)):
+                chains[index].append((input_tokens, output_tokens))
                 text = parse_evolved_instruction(answer)
                 if text is not None and self.min_length <= len(text) <= self.max_length:
-                    accepted.append(text)
+                    accepted.append((text, chains[index]))
                 if text is None or self.min_length <= len(text) <= self.max_length:
-                    slots[index], fresh[index] = rng.choice(seed_texts), True
+                    slots[index], fresh[index], chains[index] = rng.choice(seed_texts), True, []
                 else:
                     slots[index], fresh[index] = text, False
             accepted = accepted[: count - len(instructions)]
-            instructions.extend(accepted)
+            instructions.extend(text for text, _ in accepted)
             done = len(instructions) >= count
             _logger.info("%s: round %d, %d/%d instructions", self.name, round_number, len(instructions), count)
             if not self.generate_answers and (accepted or done):
-                yield from take([self.format_output(text) for text in accepted], done)
+                rows = [
+                    self._with_statistics(self.format_output(text), "statistics_instruction", calls)
+                    for text, calls in accepted
+                ]
+                yield from take(rows, done)
             if done:
                 break
         else:
@@ -380,4 +411,8 @@ class EvolInstructGenerator(GeneratorTask):
         if self.generate_answers:
             prompts = [[{"role": "user", "content": text}] for text in instructions]
             answers = self._generate_each(prompts) if prompts else []
-            yield from take([self.format_output(text, answer) for text, answer in zip(instructions, answers)], True)
+            rows = [
+                self._with_statistics(self.format_output(text, answer), "statistics_answer", [(input_tokens, output_tokens)])
+                for text, (answer, input_tokens, output_tokens) in zip(instructions, answers)
+            ]
+            yield from take(rows, True)

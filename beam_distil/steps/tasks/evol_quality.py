@@ -9,7 +9,9 @@ Each evolution sends the instruction and the current response inside a mutation 
 from ``mutation_templates`` (``<PROMPT>`` stands for the instruction, ``<RESPONSE>`` for the response, as in
 distilabel); the answer, as it is, becomes the new response. The picks come from a ``random.Random`` seeded
 with ``seed`` and the row's content, so runs are reproducible. A failed call stops the row: its output
-column is ``None`` and ``distilabel_metadata["error_<task name>"]`` says why.
+column is ``None`` and ``distilabel_metadata["error_<task name>"]`` says why. As in distilabel,
+``distilabel_metadata`` holds ``statistics_<task name>``: ``{"input_tokens": [...], "output_tokens": [...]}``, one
+entry per evolution call (no raw prompts or answers).
 
 References:
     - `What Makes Good Data for Alignment? A Comprehensive Study of Automatic Data Selection in Instruction
@@ -29,7 +31,7 @@ from beam_distil.runtime_parameters import RuntimeParameter
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.evol_instruct import PROMPT_PLACEHOLDER, check_mutation_templates, fill_placeholders
 from beam_distil.steps.tasks.input_checks import string_column
-from beam_distil.steps.tasks.sequential import SequentialCallsTask
+from beam_distil.steps.tasks.sequential import ConversationRecord, SequentialCallsTask, call_statistics
 
 RESPONSE_PLACEHOLDER = "<RESPONSE>"
 
@@ -136,6 +138,10 @@ class EvolQuality(SequentialCallsTask):
 
     def failed_output(self, input: Dict[str, Any]) -> Dict[str, Any]:
         return self.format_output(None)
+
+    def conversation_metadata(self, record: ConversationRecord) -> Dict[str, Any]:
+        """distilabel's layout: only ``statistics_<name>``, the tokens of each evolution call."""
+        return {f"statistics_{self.name}": call_statistics(record)}
 
     def conversation(self, input: Dict[str, Any]) -> Generator[ChatType, str, Dict[str, Any]]:
         instruction, response = self._strings(input)

@@ -5,6 +5,9 @@ Example::
     Magpie(llm=OpenAILLM(model="Qwen/Qwen2.5-7B-Instruct", base_url=...), pre_query_template="qwen2")
     # rows (optionally with `system_prompt`) get `instruction`, `response` and `model_name`
 
+    # distilabel's way: the template on the LLM
+    Magpie(llm=LlamaCppLLM(model_path="qwen.gguf", magpie_pre_query_template="qwen2"), n_turns=3)
+
     MagpieGenerator(llm=LlamaCppLLM(), pre_query_template="chatml", num_rows=100, only_instruction=True)
     # a root step: yields rows with `instruction` and `model_name`
 
@@ -27,15 +30,24 @@ Only LLMs that complete raw text prompts can run Magpie (``completes_raw_text``:
 OpenAI-compatible servers that take text completions, ``LlamaCppLLM``, ``OllamaLLM``). Any other
 (``VertexAILLM``, ``GroqLLM``, ``MistralLLM``...) is refused when the step is built.
 
-``distilabel_metadata["raw_input_<name>"]`` lists every prompt of the row as text: raw prompts as sent, chat
-calls rendered in the template (ending with the assistant header), so the column holds one type.
+The template is the task's ``pre_query_template`` when given, else the LLM's ``magpie_pre_query_template``
+(distilabel's place for it; its resolved strings are recognised), else ``"chatml"``.
+
+``distilabel_metadata`` is laid out as in distilabel: ``statistics_<name>``, ``{"input_tokens": [...],
+"output_tokens": [...]}`` with one entry per call (instructions and answers, in order), and no raw prompts or
+answers.
+
+A failed call, or an empty instruction or answer, ends the row's conversation there and keeps the turns that
+succeeded, as distilabel does: ``conversation`` holds the messages so far (``[]`` if the first instruction
+failed), or ``instruction`` is kept with ``response=None``. The row also gets
+``distilabel_metadata["error_<name>"]`` and counts as failed (dead-lettered), so it can be found and re-run.
 
 Random choices (the system prompt among several) come from a ``random.Random`` seeded with ``seed`` and the
 row's content (``Magpie``) or the row's position (``MagpieGenerator``), never from global state.
 
 Differences from distilabel:
-    - a failed or empty generation keeps the row with ``None`` output columns and
-      ``distilabel_metadata["error_<name>"]`` (distilabel keeps the partial conversation);
+    - with ``n_turns=1``, a row whose answer failed keeps ``instruction`` (``response`` is ``None``) where
+      distilabel switches that row to a one-message ``conversation`` column;
     - ``n_turns=1`` always gives ``instruction``/``response`` (also with ``include_system_prompt``), except with
       ``end_with_user``, which gives a one-message ``conversation``;
     - with ``LlamaCppLLM`` a generation's seed derives from its prompt, so rows with the same system prompt get
@@ -49,7 +61,6 @@ References:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
@@ -64,7 +75,7 @@ from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMi
 from beam_distil.rows import DISTILABEL_METADATA_KEY
 from beam_distil.steps.base import GeneratorStepOutput, StepColumns
 from beam_distil.steps.tasks.base import GeneratorTask
-from beam_distil.steps.tasks.sequential import NoAnswer, SequentialCallsTask
+from beam_distil.steps.tasks.sequential import ConversationRecord, NoAnswer, SequentialCallsTask, call_statistics
 
 _logger = logging.getLogger(__name__)
 
@@ -115,6 +126,10 @@ CHAT_TEMPLATES: Dict[str, ChatTemplate] = {
 MAGPIE_PRE_QUERY_TEMPLATES: Dict[str, str] = {name: template.pre_query for name, template in CHAT_TEMPLATES.items()}
 """Name -> pre-query template (what distilabel's ``MAGPIE_PRE_QUERY_TEMPLATES`` holds, plus ``"chatml"``)."""
 
+_TEMPLATE_NAMES: Dict[str, str] = {}
+for _name, _pre_query in MAGPIE_PRE_QUERY_TEMPLATES.items():
+    _TEMPLATE_NAMES.setdefault(_pre_query, _name)
+
 # Tokens that start a new turn in any known template: an instruction is cut there even when the server
 # ignored the stop sequence.
 _TURN_MARKERS = ("<|im_end|>", "<|im_start|>", "<|eot_id|>", "<|start_header_id|>", "<|end_of_text|>", "<|endoftext|>")
@@ -150,16 +165,6 @@ def build_magpie_prompt(messages: ChatType, pre_query_template: str) -> str:
         return pre_query_template
     rendered = "".join(template.turn.format(role=m["role"], content=m["content"]) for m in messages)
     return template.begin + rendered + template.header.format(role="user")
-
-
-def render_chat(messages: ChatType, pre_query_template: str) -> str:
-    """``messages`` as the text a chat call shows the model (ending with the assistant header), for the record
-    in ``raw_input_<name>``; JSON for a custom pre-query template, which cannot render them."""
-    template = CHAT_TEMPLATES.get(pre_query_template)
-    if template is None:
-        return json.dumps(messages, ensure_ascii=False)
-    rendered = "".join(template.turn.format(role=m["role"], content=m["content"]) for m in messages)
-    return template.begin + rendered + template.header.format(role="assistant")
 
 
 def parse_instruction(output: Optional[str], pre_query_template: str = "chatml") -> Optional[str]:
@@ -212,7 +217,8 @@ class MagpieBase(RuntimeParametersMixin):
     )
     pre_query_template: str = Field(
         default="chatml",
-        description=f"One of {sorted(CHAT_TEMPLATES)}, or a custom pre-query template sent verbatim.",
+        description=f"One of {sorted(CHAT_TEMPLATES)}, or a custom pre-query template sent verbatim; when not"
+        " given, the LLM's `magpie_pre_query_template` (as in distilabel), else 'chatml'.",
     )
     seed: RuntimeParameter[int] = Field(default=42, description="Seeds the choice of system prompts.")
 
@@ -220,6 +226,17 @@ class MagpieBase(RuntimeParametersMixin):
     @classmethod
     def _check_llm(cls, llm: LLM) -> LLM:
         return _check_llm_can_complete(llm)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _template_from_llm(cls, data: Any) -> Any:
+        # distilabel keeps the template on the LLM (MagpieChatTemplateMixin); the task's own wins when given.
+        if isinstance(data, dict) and data.get("pre_query_template") is None:
+            llm = data.get("llm")
+            template = llm.get("magpie_pre_query_template") if isinstance(llm, dict) else getattr(llm, "magpie_pre_query_template", None)
+            if template is not None:
+                data = {**data, "pre_query_template": template}
+        return data
 
     @field_validator("system_prompt")
     @classmethod
@@ -240,7 +257,9 @@ class MagpieBase(RuntimeParametersMixin):
     def _check_pre_query_template(cls, value: str) -> str:
         if not value:
             raise ValueError("pre_query_template must not be empty")
-        return value
+        # A known pre-query string (distilabel's LLMs hold the resolved string) is its template's name, so that
+        # system prompts and earlier turns can be rendered.
+        return _TEMPLATE_NAMES.get(value, value)
 
     @model_validator(mode="after")
     def _check_custom_template(self) -> "MagpieBase":
@@ -290,18 +309,29 @@ class MagpieBase(RuntimeParametersMixin):
         returns the output columns."""
         system, key = self._system_prompt_for(input, rng)
         messages: ChatType = [{"role": "system", "content": system}] if system is not None else []
+
+        def keeping_turns(reason: str) -> NoAnswer:
+            # As distilabel, a failed turn keeps the messages that came before it.
+            return NoAnswer(reason, columns=self.partial_columns(messages, key))
+
         for turn in range(1, self.n_turns + 1):
-            raw = yield build_magpie_prompt(messages, self.pre_query_template)
+            try:
+                raw = yield build_magpie_prompt(messages, self.pre_query_template)
+            except NoAnswer as failure:
+                raise keeping_turns(str(failure)) from failure
             instruction = parse_instruction(raw, self.pre_query_template)
             if instruction is None:
-                raise NoAnswer(f"turn {turn} gave an empty instruction")
+                raise keeping_turns(f"turn {turn} gave an empty instruction")
             messages.append({"role": "user", "content": instruction})
             if self.only_instruction or (turn == self.n_turns and self.end_with_user):
                 break
-            answer = yield [dict(message) for message in messages]
+            try:
+                answer = yield [dict(message) for message in messages]
+            except NoAnswer as failure:
+                raise keeping_turns(str(failure)) from failure
             answer = answer.strip() if answer is not None else ""
             if not answer:
-                raise NoAnswer(f"turn {turn} gave an empty response")
+                raise keeping_turns(f"turn {turn} gave an empty response")
             messages.append({"role": "assistant", "content": answer})
         return self.magpie_columns(messages, key)
 
@@ -318,14 +348,28 @@ class MagpieBase(RuntimeParametersMixin):
             columns["system_prompt_key"] = key
         return columns
 
-    def raw_input_as_text(self, prompt: Union[str, ChatType]) -> str:
-        """A prompt as text (raw prompts as they are, chats rendered), so ``raw_input_<name>`` is a list of
-        strings rather than a mix of strings and chats that one Arrow column cannot hold."""
-        return prompt if isinstance(prompt, str) else render_chat(prompt, self.pre_query_template)
+    def partial_columns(self, messages: ChatType, key: Optional[str]) -> Dict[str, Any]:
+        """The columns of a row whose later turn failed, keeping the messages that succeeded: the ``conversation``
+        so far (``[]`` when the first instruction failed), or the ``instruction`` with a ``None`` response."""
+        turns = [m for m in messages if m["role"] != "system"]
+        if self.only_instruction:
+            columns: Dict[str, Any] = {"instruction": None}
+        elif self.n_turns == 1 and not self.end_with_user:
+            columns = {"instruction": turns[0]["content"] if turns else None, "response": None}
+        else:
+            columns = {"conversation": [m for m in messages if self.include_system_prompt or m["role"] != "system"]}
+        if isinstance(self.system_prompt, dict):
+            columns["system_prompt_key"] = key
+        return columns
 
     def failed_output(self, input: Dict[str, Any]) -> Dict[str, Any]:
         """The columns of a row whose calls failed."""
         return {column: None for column in self.outputs if column != "model_name"}
+
+    def conversation_metadata(self, record: ConversationRecord) -> Dict[str, Any]:
+        """distilabel's layout: only ``statistics_<name>``, the tokens of each call (instructions and answers, in
+        order)."""
+        return {f"statistics_{self.name}": call_statistics(record)}
 
 
 def _row_content(input: Dict[str, Any]) -> Dict[str, Any]:
@@ -384,8 +428,8 @@ class Magpie(SequentialCallsTask, MagpieBase):
     def failed_output(self, input: Dict[str, Any]) -> Dict[str, Any]:
         return MagpieBase.failed_output(self, input)
 
-    def raw_input_as_text(self, prompt: Union[str, ChatType]) -> str:
-        return MagpieBase.raw_input_as_text(self, prompt)
+    def conversation_metadata(self, record: ConversationRecord) -> Dict[str, Any]:
+        return MagpieBase.conversation_metadata(self, record)
 
     def conversation(self, input: Dict[str, Any]) -> Generator[Union[str, ChatType], str, Dict[str, Any]]:  # type: ignore[override]
         rng = seeded_random(self.seed, _row_content(input))

@@ -33,7 +33,7 @@ from beam_distil.helpers import compile_template
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
-from beam_distil.steps.tasks.input_checks import string_column
+from beam_distil.steps.tasks.input_checks import required_column, string_column
 
 DEFAULT_RUBRICS: Dict[str, str] = {
     "helpfulness": (
@@ -208,6 +208,11 @@ class PrometheusEval(Task):
         return ["feedback", "result", "model_name"]
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
+        """The judge's system prompt and the rendered template.
+
+        Raises ``KeyError`` (``MissingColumnError``) when the row lacks a column it needs (``reference`` with
+        ``reference=True``), as distilabel does, and ``ValueError`` for a column of the wrong type. In a
+        pipeline either one keeps the row, with ``None`` outputs and the reason in ``error_<name>``."""
         instruction = string_column(input, "instruction")
         kwargs: Dict[str, Any] = {"instruction": instruction, "rubric": self.rubrics[self.rubric]}
         if self.reference:
@@ -216,7 +221,7 @@ class PrometheusEval(Task):
             kwargs["generation"] = string_column(input, "generation")
             template, system = ABSOLUTE_TEMPLATE, ABSOLUTE_SYSTEM_PROMPT
         else:
-            generations = input.get("generations")
+            generations = required_column(input, "generations")
             if (
                 not isinstance(generations, (list, tuple))
                 or len(generations) != 2

@@ -22,7 +22,7 @@ from beam_distil.helpers import compile_template, template_environment
 from beam_distil.models.base import ChatType
 from beam_distil.steps.base import StepColumns
 from beam_distil.steps.tasks.base import Task
-from beam_distil.steps.tasks.input_checks import string_column
+from beam_distil.steps.tasks.input_checks import required_column, string_column
 
 _ROLES = {"system", "user", "assistant", "tool", "developer"}
 
@@ -41,6 +41,11 @@ class TextGeneration(Task):
 
     Input columns: ``columns`` (default ``instruction``) and, optionally, ``system_prompt`` (per row, wins over
     the ``system_prompt`` attribute). Output columns: ``generation``, ``model_name``.
+
+    A column may hold any value the template can use, a list included::
+
+        TextGeneration(llm=llm, columns=["question", "options"],
+                       template="{{ question }}\n{% for option in options %}- {{ option }}\n{% endfor %}")
     """
 
     system_prompt: Optional[str] = Field(default=None, description="System message sent with every prompt.")
@@ -72,16 +77,24 @@ class TextGeneration(Task):
         return ["generation", "model_name"]
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
-        values = {}
-        for column in self._columns:
-            if column not in input:
-                raise ValueError(f"row has no column {column!r} (columns: {sorted(input)})")
-            value = input[column]
-            if len(self._columns) == 1 and is_chat(value):
-                # A conversation in the single input column is sent as it is, as distilabel does.
-                return value
-            values[column] = string_column(input, column)
-        messages: ChatType = [{"role": "user", "content": compile_template(self.template, keep_trailing_newline=False).render(**values)}]
+        """The rendered template as the user message, after the system prompt (the row's, else the task's).
+
+        The template gets each column's value as it is, so a list column can be looped over (``{% for item in
+        items %}``). With the default ``columns=["instruction"]`` the instruction must be a string; a
+        conversation there is refused, as distilabel does: ``ChatGeneration`` takes conversations.
+        """
+        if self._columns == ["instruction"]:
+            instruction = required_column(input, "instruction")
+            if is_chat(instruction):
+                raise ValueError(
+                    f"{self.name}: column 'instruction' holds a conversation; TextGeneration renders a template"
+                    " from text. Use ChatGeneration with the conversation in a `messages` column"
+                    " (input_mappings={'messages': 'instruction'})."
+                )
+            string_column(input, "instruction")
+        values = {column: required_column(input, column) for column in self._columns}
+        content = compile_template(self.template, keep_trailing_newline=False).render(**values)
+        messages: ChatType = [{"role": "user", "content": content}]
         system_prompt = input.get("system_prompt") or self.system_prompt
         if self.use_system_prompt and system_prompt:
             messages.insert(0, {"role": "system", "content": system_prompt})
@@ -103,11 +116,19 @@ class ChatGeneration(Task):
         return ["generation", "model_name"]
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
-        messages = input.get("messages")
+        """The conversation as it is. It must be in OpenAI format and end with a user message (there is
+        nothing to answer after an assistant's turn), else ``ValueError``, as in distilabel; in a pipeline the
+        row is kept with ``None`` outputs and the reason in ``error_<name>``, and counted as failed."""
+        messages = required_column(input, "messages")
         if not is_chat(messages):
             raise ValueError(
                 "column 'messages' must be a list of {'role': ..., 'content': ...} dicts (OpenAI format),"
                 f" got {messages!r:.80}"
+            )
+        if messages[-1]["role"] != "user":
+            raise ValueError(
+                f"{self.name}: the last message must be from the user (it is from {messages[-1]['role']!r});"
+                " drop the trailing turns, or add the user's next message."
             )
         return messages
 

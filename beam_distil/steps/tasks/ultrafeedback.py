@@ -168,8 +168,15 @@ Texts:
 
 ### Output
 {%- if json_answer is defined and json_answer %}
+{%- if types %}
+A JSON object: {"types": [for each text, in order, the number of the first kind that applies, or null], \
+"rationales": [why each text is of that kind, one sentence each, in order], "ratings": [the rating of each text, \
+in order, integers from 1 to 5], "rationales_for_rating": [why each text got its rating, one sentence each, in \
+order]}
+{%- else %}
 A JSON object: {"ratings": [the rating of each text, in order, integers from 1 to 5], "rationales": [why each \
 text got its rating, one sentence each, in order]}
+{%- endif %}
 {%- else %}
 {%- for index in range(generations | length) %}
 
@@ -309,33 +316,52 @@ class UltraFeedback(Task):
         ]
 
     def get_structured_output(self) -> Dict[str, Any]:
-        """JSON answer: one rating (1-5) and one rationale per text, in order (small models follow it reliably)."""
-        return {
-            "type": "object",
-            "properties": {
-                "ratings": {"type": "array", "items": {"type": "integer", "enum": [1, 2, 3, 4, 5]}},
-                "rationales": {"type": "array", "items": {"type": "string"}},
-            },
-            "required": ["ratings", "rationales"],
+        """The JSON answer, with distilabel's keys: one rating (1-5) and one rationale per text, in order; for
+        ``helpfulness`` and ``truthfulness`` also one type (an integer, or null) per text and the rationale of
+        each rating (``rationales_for_rating``), ``rationales`` then being the rationales of the types."""
+        def array_of(items: Dict[str, Any]) -> Dict[str, Any]:
+            return {"type": "array", "items": items}
+
+        properties: Dict[str, Any] = {
+            "ratings": array_of({"type": "integer", "enum": [1, 2, 3, 4, 5]}),
+            "rationales": array_of({"type": "string"}),
         }
+        if self.aspect not in _TYPED_ASPECTS:
+            return {"type": "object", "properties": properties, "required": ["ratings", "rationales"]}
+        properties = {
+            "types": array_of({"anyOf": [{"type": "integer"}, {"type": "null"}]}),
+            **properties,
+            "rationales_for_rating": array_of({"type": "string"}),
+        }
+        return {"type": "object", "properties": properties, "required": list(properties)}
 
     def _format_structured_output(self, output: str, generations: List[Optional[str]]) -> Dict[str, Any]:
+        """The columns from a JSON answer: integers for ratings and types, strings for rationales, ``None``
+        wherever the answer has no usable value (or is not JSON at all)."""
         count = len(generations)
         result: Dict[str, List[Any]] = {c: [None] * count for c in self.outputs if c != "model_name"}
         try:
             answer = json.loads(output)
         except json.JSONDecodeError:
             return result
-        ratings = answer.get("ratings") if isinstance(answer, dict) else None
-        rationales = answer.get("rationales") if isinstance(answer, dict) else None
-        for index in range(count):
-            if generations[index] is None:
-                continue
-            if isinstance(ratings, list) and index < len(ratings):
-                result["ratings"][index] = _parse_rating(str(ratings[index]))
-            if isinstance(rationales, list) and index < len(rationales) and isinstance(rationales[index], str):
-                key = "rationales-for-ratings" if self.aspect in _TYPED_ASPECTS else "rationales"
-                result[key][index] = _clean(rationales[index])
+        if not isinstance(answer, dict):
+            return result
+        # The JSON key of each column; "rationales-for-ratings" (the column's own name) is read too.
+        sources = {"ratings": ("ratings",), "rationales": ("rationales",)}
+        if self.aspect in _TYPED_ASPECTS:
+            sources.update(types=("types",), **{"rationales-for-ratings": ("rationales_for_rating", "rationales-for-ratings")})
+        for column, keys in sources.items():
+            values = next((answer[key] for key in keys if isinstance(answer.get(key), list)), [])
+            for index in range(min(count, len(values))):
+                if generations[index] is None:
+                    continue
+                value = values[index]
+                if column == "ratings":
+                    result[column][index] = _parse_rating(str(value)) if value is not None else None
+                elif column == "types":
+                    result[column][index] = _parse_type(str(value)) if value is not None else None
+                else:
+                    result[column][index] = _clean(value) if isinstance(value, str) else None
         return result
 
     def format_output(self, output: Optional[str], input: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:

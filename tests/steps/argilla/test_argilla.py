@@ -131,7 +131,7 @@ def test_check_ready_names_the_missing_server_and_key_and_how_to_give_them() -> 
     assert problems == [
         "no Argilla server: pass api_url= or set the ARGILLA_API_URL environment variable",
         "no Argilla API key: pass the key of an Argilla owner or admin (shown in the user's settings page in"
-        " Argilla) as api_key= on step 'text_generation_to_argilla', or set the ARGILLA_API_KEY environment variable",
+        " Argilla) as api_key= on step 'text_generation_to_argilla_0', or set the ARGILLA_API_KEY environment variable",
     ]
     bad_url = TextGenerationToArgilla(dataset_name="d", api_url="localhost:6900", api_key=KEY)
     assert any("'localhost:6900' is not an http(s) URL" in p for p in bad_url.check_ready())
@@ -288,7 +288,7 @@ def test_a_wrong_key_fails_the_run_naming_the_server_and_the_option_to_fix(sdk: 
             step.load()
         message = str(raised.value)
         assert f"the Argilla server at {server.api_url} refused the API key (HTTP 401)" in message
-        assert "api_key= on step 'text_generation_to_argilla'" in message and "ARGILLA_API_KEY" in message
+        assert "api_key= on step 'text_generation_to_argilla_0'" in message and "ARGILLA_API_KEY" in message
         assert KEY not in message
 
         with pytest.raises(Exception) as failed_run:
@@ -306,7 +306,7 @@ def test_a_server_that_cannot_be_reached_fails_the_load_naming_it(sdk: Any) -> N
 
     message = str(raised.value)
     assert message.startswith(
-        "Step 'text_generation_to_argilla': the Argilla server at http://127.0.0.1:9 kept failing while connecting"
+        "Step 'text_generation_to_argilla_0': the Argilla server at http://127.0.0.1:9 kept failing while connecting"
         f" ({FAST.max_attempts} attempts; last: ConnectError"
     )
     assert message.endswith("Check that it is up and reachable at that address (api_url / ARGILLA_API_URL).")
@@ -319,7 +319,7 @@ def test_a_missing_workspace_is_a_clear_error_listing_the_workspaces(server: Arg
         step.load()
 
     assert str(raised.value) == (
-        f"Step 'text_generation_to_argilla': the Argilla server at {server.api_url} has no workspace 'tema' that this"
+        f"Step 'text_generation_to_argilla_0': the Argilla server at {server.api_url} has no workspace 'tema' that this"
         " key's user belongs to (its workspaces: ['team', 'other']): set dataset_workspace to one of them, or create"
         " 'tema' in Argilla and add the user to it."
     )

@@ -225,6 +225,54 @@ def test_expand_columns_beam_native() -> None:
     )
 
 
+
+def test_expand_columns_split_statistics_as_distilabel() -> None:
+    # distilabel's documented example: one answer holding two instructions, 12 tokens each way.
+    row = {
+        "instruction": "instruction 1",
+        "generation": ["generation 1", "generation 2"],
+        "distilabel_metadata": {
+            "statistics_generation": {"input_tokens": [12], "output_tokens": [12]},
+            "raw_output_generation": "raw",
+        },
+    }
+    step = ExpandColumns(columns=["generation"], split_statistics=True)
+    result = next(step.process([row]))
+    assert [r["generation"] for r in result] == ["generation 1", "generation 2"]
+    for expanded in result:
+        assert expanded["distilabel_metadata"] == {
+            "statistics_generation": {"input_tokens": [6], "output_tokens": [6]},
+            "raw_output_generation": "raw",
+        }
+    assert row["distilabel_metadata"]["statistics_generation"]["input_tokens"] == [12]  # input not mutated
+    # Without split_statistics each new row repeats the counts; numbers become one-item lists; no metadata is fine.
+    assert next(ExpandColumns(columns=["generation"]).process([row]))[1]["distilabel_metadata"] == row["distilabel_metadata"]
+    counts = {"statistics_t": {"input_tokens": 10, "output_tokens": 7}}
+    three = next(step.process([{"generation": [1, 2, 3], "distilabel_metadata": counts}]))
+    assert [r["distilabel_metadata"]["statistics_t"] for r in three] == [{"input_tokens": [3], "output_tokens": [2]}] * 3
+    assert next(step.process([{"generation": ["a", "b"]}])) == [{"generation": "a"}, {"generation": "b"}]
+
+
+def test_expand_columns_split_statistics_in_a_pipeline_keeps_the_token_total() -> None:
+    data = [
+        {
+            "id": i,
+            "instructions": [f"{i}-{k}" for k in range(i % 3 + 1)],
+            "distilabel_metadata": {"statistics_gen": {"input_tokens": [6 * (i + 1)], "output_tokens": [12]}},
+        }
+        for i in range(9)
+    ]
+    with Pipeline("split-statistics") as pipeline:
+        load = Rows(rows=data, batch_size=4)
+        expand = ExpandColumns(columns={"instructions": "instruction"}, split_statistics=True, input_batch_size=3)
+        load >> expand
+    rows = pipeline.run(use_cache=False)["default"]["train"].to_list()
+    assert [row["instruction"] for row in rows] == [f"{i}-{k}" for i in range(9) for k in range(i % 3 + 1)]
+    for kind, total in (("input_tokens", sum(6 * (i + 1) for i in range(9))), ("output_tokens", 12 * 9)):
+        assert sum(row["distilabel_metadata"]["statistics_gen"][kind][0] for row in rows) == total
+    assert ExpandColumns(columns=["g"], split_statistics=True).dump()["split_statistics"] is True
+
+
 # -- CombineOutputs ---------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,15 @@ from pydantic import ValidationError
 from beam_distil.pipeline import Pipeline
 from beam_distil.steps import LoadDataFromDicts
 from beam_distil.steps.columns import KeepColumns
-from beam_distil.steps.dedup import ExactDedup, MinHashDedup, jaccard, shingles
+from beam_distil.steps.dedup import (
+    ExactDedup,
+    MinHashDedup,
+    character_ngrams,
+    jaccard,
+    shingles,
+    text_shingles,
+    word_tokens,
+)
 from beam_distil.steps.dedup.lsh import optimal_bands
 
 THRESHOLD = 0.7
@@ -149,6 +157,77 @@ def test_minhash_dedup_process_and_validation_columns() -> None:
         load >> MinHashDedup() >> KeepColumns(columns=["instruction", "keep_row_after_minhash_filtering"])
     with pytest.raises(ValueError, match="text"):
         pipeline.run(use_cache=False)
+
+
+
+# -- distilabel's tokenizer= and storage= ---------------------------------------------------------------------
+
+# distilabel's own test texts: 0 and 1 have the same words; 2 and 3 too, but for the case of "Test"/"Document".
+DISTILABEL_TEXTS = [
+    "This is a test document.",
+    "This document is a test.",
+    "Test document for duplication.",
+    "Document for duplication test.",
+    "This is another unique document.",
+]
+
+
+def test_tokenizers_as_distilabel() -> None:
+    assert word_tokens(DISTILABEL_TEXTS[0]) == {".", "This", "a", "document", "is", "test"}  # distilabel's expectation
+    assert word_tokens("") == word_tokens(None) == {""}
+    assert all(len(gram) == 3 for gram in character_ngrams(DISTILABEL_TEXTS[0], 3))
+    assert character_ngrams("abcdef", 5) == {"abcde", "bcdef"}
+    assert text_shingles("A b A", "words", 3) == {"A", "b"}  # `n` is not used by "words", as in distilabel
+    assert text_shingles("A b c", "word_ngrams", 2) == {"a b", "b c"}
+    assert text_shingles("abcdef", "ngrams", None) == {"abcde", "bcdef"}  # distilabel's default n=5
+
+
+def test_defaults_and_options_are_distilabels() -> None:
+    step = MinHashDedup()
+    assert (step.tokenizer, step.n, step.storage, step.threshold, step.num_perm, step.seed) == ("words", 5, "dict", 0.9, 128, 1)
+    assert MinHashDedup(tokenizer="ngrams", n=3, storage="disk").storage == "disk"
+    # `n` alone keeps beam_distil's word shingles; with a tokenizer it is distilabel's.
+    assert MinHashDedup(n=3).tokenizer == "word_ngrams"
+    assert MinHashDedup(tokenizer="words", n=3).tokenizer == "words"
+    with pytest.raises(ValidationError, match="tokenizer"):
+        MinHashDedup(tokenizer="sentencepiece")
+    with pytest.raises(ValidationError, match="storage"):
+        MinHashDedup(storage="redis")
+
+
+@pytest.mark.parametrize(
+    "threshold, kept, storage", [(0.1, 1, "dict"), (0.9, 4, "dict"), (0.9, 4, "disk")]
+)
+def test_distilabels_own_cases(threshold: float, kept: int, storage: str) -> None:
+    step = MinHashDedup(threshold=threshold, storage=storage, keep_duplicates=True)
+    rows = next(step.process([{"text": text} for text in DISTILABEL_TEXTS]))
+    assert sum(row["keep_row_after_minhash_filtering"] for row in rows) == kept
+
+
+@pytest.mark.parametrize("storage", ["dict", "disk"])
+def test_character_ngrams_on_beam_equal_the_exact_reference(storage: str) -> None:
+    texts = CORPUS[:150]
+    sets = [character_ngrams(text, 4) for text in texts]
+    reference = [not any(jaccard(sets[j], sets[i]) >= THRESHOLD for j in range(i)) for i in range(len(texts))]
+    assert 0 < reference.count(False) < len(texts) // 2
+    rows = _run_pipeline({"threshold": THRESHOLD, "tokenizer": "ngrams", "n": 4, "storage": storage}, texts=texts)
+    assert sorted(row["id"] for row in rows) == [i for i, keep in enumerate(reference) if keep]
+
+
+def test_a_minhash_dedup_saved_by_distilabel_loads_with_its_tokenizer() -> None:
+    # What distilabel 1.5.3 writes for MinHashDedup(tokenizer="words", storage="disk"): every field, `n` included.
+    data = {
+        "name": "minhash_dedup_0", "input_mappings": {}, "output_mappings": {}, "input_batch_size": 50,
+        "num_perm": 128, "seed": 1, "tokenizer": "words", "n": 5, "threshold": 0.9, "storage": "disk",
+        "runtime_parameters_info": [],
+        "type_info": {"module": "distilabel.steps.filtering.minhash", "name": "MinHashDedup"},
+    }
+    step = MinHashDedup.from_dict(data)
+    assert (step.tokenizer, step.n, step.storage) == ("words", 5, "disk")
+    assert step.dump()["type_info"] == data["type_info"]
+    rows = _run_pipeline({**step.model_dump(include={"tokenizer", "n", "storage", "threshold"}), "keep_duplicates": True},
+                         texts=DISTILABEL_TEXTS)
+    assert [row["keep_row_after_minhash_filtering"] for row in rows] == [True, False, True, True, True]
 
 
 # -- ExactDedup -------------------------------------------------------------------------------------------

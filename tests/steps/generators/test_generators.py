@@ -18,6 +18,7 @@ from beam_distil.steps.generators import (
     LoadDataFromDicts,
     LoadDataFromFileSystem,
     LoadDataFromHub,
+    LoadHubDataset,
     make_generator_step,
 )
 
@@ -217,6 +218,21 @@ def test_hub_repo_id_is_required_runtime_parameter() -> None:
     step.set_runtime_parameters({"repo_id": "some/repo", "split": "test"})
     assert step.missing_runtime_parameters() == [] and step.split == "test"
     assert step._dataset is None  # nothing loaded at construction or configuration
+
+
+
+def test_load_hub_dataset_is_distilabels_old_name(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    _write_parquet(repo / "data" / "train-00000.parquet", ROWS)
+    with pytest.warns(DeprecationWarning, match="use LoadDataFromHub"):
+        step = LoadHubDataset(repo_id=str(repo), batch_size=3)
+    assert isinstance(step, LoadDataFromHub)
+    assert step.missing_runtime_parameters() == []
+    step.load()
+    _check_batching(step, ROWS)
+    assert step.dump()["type_info"] == {"module": "beam_distil.steps.generators.huggingface", "name": "LoadHubDataset"}
+    assert type(LoadHubDataset.from_dict(step.dump())) is LoadHubDataset
 
 
 # -- make_generator_step ----------------------------------------------------------------------------------

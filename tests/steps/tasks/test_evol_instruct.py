@@ -107,10 +107,11 @@ def test_evolves_each_row_on_beam(openai_server):
     assert [row["evolved_instruction"] for row in rows] == ["a+++", "b+++"]
     assert all(row["model_name"] == "m" for row in rows)
     assert openai_server.request_count == 6
+    # distilabel's layout: the tokens of each evolution call (the server counts words), no raw prompts or answers
     meta = rows[0]["distilabel_metadata"]
-    assert meta["raw_output_evol_instruct_0"] == ["#Rewritten Prompt#:\na+", "#Rewritten Prompt#:\na++", "#Rewritten Prompt#:\na+++"]
-    assert len(meta["raw_input_evol_instruct_0"]) == 3
-    assert "error_evol_instruct_0" not in meta
+    assert list(meta) == ["statistics_instruction_evol_instruct_0"]
+    assert meta["statistics_instruction_evol_instruct_0"]["output_tokens"] == [3, 3, 3]
+    assert len(meta["statistics_instruction_evol_instruct_0"]["input_tokens"]) == 3
     # the first call of a row is the one format_input shows
     first = EvolInstruct(llm=llm(), num_evolutions=3).format_input({"instruction": "a"})
     assert first in [request["messages"] for request in openai_server.requests]
@@ -183,7 +184,17 @@ def test_process_outside_beam(openai_server):
     [rows] = list(task.process([{"instruction": "x"}, {"instruction": "y"}]))
     task.unload()
     assert [row["evolved_instruction"] for row in rows] == ["x+", "y+"]
-    assert "raw_input_evol_instruct" not in rows[0]["distilabel_metadata"]
+    assert list(rows[0]["distilabel_metadata"]) == ["statistics_instruction_evol_instruct_0"]
+
+
+def test_answers_metadata_is_the_answer_calls_statistics_as_in_distilabel(openai_server):
+    openai_server.set_answer("m", evolving_answer)
+    rows = run(openai_server, lambda l: EvolInstruct(llm=l, num_evolutions=2, generate_answers=True), [{"instruction": "a"}])
+    assert rows[0]["answer"] == "answer to a++"
+    statistics = rows[0]["distilabel_metadata"]["statistics_answer_evol_instruct_0"]
+    assert list(rows[0]["distilabel_metadata"]) == ["statistics_answer_evol_instruct_0"]
+    assert statistics["output_tokens"] == [3]  # "answer to a++"
+    assert len(statistics["input_tokens"]) == 1
 
 
 # -- EvolInstructGenerator ------------------------------------------------------------------------------
@@ -250,3 +261,28 @@ def test_generator_in_a_pipeline_with_answers(openai_server):
     for row in rows:
         assert row["answer"] == f"answer to {row['instruction']}"
         assert row["instruction"].endswith("in detail.")
+        # distilabel's layout: the answer call's tokens (the server counts words)
+        assert row["distilabel_metadata"] == {
+            "statistics_answer_evol_instruct_generator_0": {
+                "input_tokens": [len(row["instruction"].split())],
+                "output_tokens": [len(row["answer"].split())],
+            }
+        }
+
+
+def test_generator_rows_carry_the_statistics_of_the_calls_that_made_them(openai_server):
+    openai_server.set_answer("m", generator_answer)
+    gen = make_generator(openai_server.base_url, num_instructions=3, seed=7)
+    gen.load()
+    try:
+        rows = [row for batch, _ in gen.process() for row in batch]
+    finally:
+        gen.unload()
+    for row in rows:
+        assert list(row["distilabel_metadata"]) == [f"statistics_instruction_{gen.name}"]
+        statistics = row["distilabel_metadata"][f"statistics_instruction_{gen.name}"]
+        # a fresh start ("Short?", 1 word) then the evolution that made it long enough, at least
+        assert len(statistics["input_tokens"]) == len(statistics["output_tokens"]) >= 2
+        assert statistics["output_tokens"][0] == 1
+        assert statistics["output_tokens"][-1] == len(row["instruction"].split()) + 2  # "#Rewritten Prompt#:" too
+    assert sum(len(row["distilabel_metadata"][f"statistics_instruction_{gen.name}"]["input_tokens"]) for row in rows) <= openai_server.request_count

@@ -79,7 +79,14 @@ def test_evolves_responses_on_beam(openai_server):
     assert [row["response"] for row in rows] == ["r1", "r2"]
     assert all(row["model_name"] == "m" for row in rows)
     assert openai_server.request_count == 4
-    assert rows[0]["distilabel_metadata"]["raw_output_evol_quality_0"] == ["r1!", "r1!!"]
+    # distilabel's layout: only the tokens of each evolution call (the server counts words)
+    assert rows[0]["distilabel_metadata"] == {
+        "statistics_evol_quality_0": {
+            "input_tokens": rows[0]["distilabel_metadata"]["statistics_evol_quality_0"]["input_tokens"],
+            "output_tokens": [1, 1],
+        }
+    }
+    assert len(rows[0]["distilabel_metadata"]["statistics_evol_quality_0"]["input_tokens"]) == 2
 
 
 def test_store_evolutions_with_the_original(openai_server):

@@ -198,14 +198,13 @@ def test_pipeline_run_against_the_server(openai_server):
         assert row["instruction"] == "question 1"
         assert row["response"] == "answer to question 1"
         assert row["model_name"] == "m"
-        meta = row["distilabel_metadata"]
-        assert meta.get("error_magpie_0") is None
-        system_block = f"<|im_start|>system\n{source['system_prompt']}<|im_end|>\n"
-        assert meta["raw_input_magpie_0"] == [
-            system_block + USER,
-            system_block + "<|im_start|>user\nquestion 1<|im_end|>\n<|im_start|>assistant\n",
-        ]
-        assert meta["raw_output_magpie_0"][1] == "answer to question 1"
+        # distilabel's layout: the tokens of each call (the server counts words), no raw prompts or answers
+        assert list(row["distilabel_metadata"]) == ["statistics_magpie_0"]
+        statistics = row["distilabel_metadata"]["statistics_magpie_0"]
+        assert sorted(statistics) == ["input_tokens", "output_tokens"]
+        assert [len(counts) for counts in statistics.values()] == [2, 2]  # one entry per call
+        assert all(isinstance(n, int) and n > 0 for counts in statistics.values() for n in counts)
+        assert statistics["output_tokens"] == [4, 4]  # the server counts words of each answer
     completions = [r for r in openai_server.requests if "prompt" in r]
     chats = [r for r in openai_server.requests if "messages" in r]
     assert sorted(r["prompt"] for r in completions) == sorted(
@@ -231,7 +230,8 @@ def test_multi_turn_and_failures_keep_the_row(openai_server):
         "question 1", "answer to question 1", "question 2", "answer to question 2"
     ]
     assert good["distilabel_metadata"].get("error_magpie_0") is None
-    assert bad["conversation"] is None and bad["system_prompt"] == "fail"
+    # the first instruction failed: nothing to keep, as distilabel gives an empty conversation
+    assert bad["conversation"] == [] and bad["system_prompt"] == "fail"
     assert "empty instruction" in bad["distilabel_metadata"]["error_magpie_0"]
 
 
@@ -284,3 +284,89 @@ def test_real_run_on_the_embedded_model():
         assert isinstance(row["instruction"], str) and row["instruction"].strip()
         assert "<|im_end|>" not in row["instruction"] and "<|im_start|>" not in row["instruction"]
         assert row["model_name"] == "SmolLM2-135M-Instruct.Q4_1"
+
+
+def test_the_template_can_live_on_the_llm_as_in_distilabel():
+    llama3 = MAGPIE_PRE_QUERY_TEMPLATES["llama3"]
+    # a name, or the resolved string distilabel's LLMs hold
+    for template in ("llama3", llama3):
+        task = Magpie(llm=llm(magpie_pre_query_template=template), system_prompt="S")
+        assert task.pre_query_template == "llama3"
+        assert task.format_input({}).startswith("<|begin_of_text|><|start_header_id|>system")
+    # the task's own template wins
+    assert Magpie(llm=llm(magpie_pre_query_template="llama3"), pre_query_template="qwen2").pre_query_template == "qwen2"
+    assert Magpie(llm=llm()).pre_query_template == "chatml"
+    # LlamaCppLLM takes distilabel's fields
+    local = LlamaCppLLM(model_path="/nonexistent.gguf", use_magpie_template=True, magpie_pre_query_template="qwen2")
+    assert MagpieGenerator(llm=local, num_rows=1).pre_query_template == "qwen2"
+    # an LLM that cannot complete raw text cannot have one; use_magpie_template needs one
+    with pytest.raises(ValueError, match="cannot complete raw text"):
+        VertexAILLM(model="gemini-2.0-flash", project="p", location="us-central1", magpie_pre_query_template="llama3")
+    with pytest.raises(ValueError, match="needs magpie_pre_query_template"):
+        llm(use_magpie_template=True)
+
+
+def test_a_saved_pipeline_keeps_the_template_of_the_llm():
+    from beam_distil.steps.serialization import dump_model
+
+    task = Magpie(name="magpie", llm=llm(magpie_pre_query_template="llama3"))
+    dumped = task.dump()
+    assert dumped["pre_query_template"] == "llama3"
+    # the LLM's own dump leaves the Magpie fields out, so that distilabel's LLMs without them load it
+    assert "magpie_pre_query_template" not in dump_model(task.llm)
+    assert type(task).from_dict(dumped).pre_query_template == "llama3"
+
+
+def failing_at(turn_marker):
+    """Scripted answers, except that the chat call whose last user message is ``turn_marker`` fails (HTTP 500)."""
+
+    def answer(messages):
+        if not is_raw(messages) and messages[-1]["content"] == turn_marker:
+            raise RuntimeError("model crashed")
+        return scripted(messages)
+
+    return answer
+
+
+def test_a_failed_later_turn_keeps_the_turns_before_it(openai_server, tmp_path):
+    import glob
+    import json
+
+    openai_server.set_answer("m", failing_at("question 2"))
+    with Pipeline("p") as pipeline:
+        LoadDataFromDicts(data=[{"system_prompt": "S"}]) >> Magpie(
+            name="magpie", llm=llm(openai_server.base_url, max_retries=0), n_turns=3, include_system_prompt=True
+        )
+    [row] = pipeline.run(dead_letter_dir=str(tmp_path / "dead"))["default"]["train"].to_list()
+
+    assert row["conversation"] == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "question 1"},
+        {"role": "assistant", "content": "answer to question 1"},
+        {"role": "user", "content": "question 2"},
+    ]
+    assert "call 4" in row["distilabel_metadata"]["error_magpie"]
+    # the tokens of the calls that were answered
+    assert [len(v) for v in row["distilabel_metadata"]["statistics_magpie"].values()] == [3, 3]
+    dead = [json.loads(line) for path in glob.glob(str(tmp_path / "dead" / "*.jsonl")) for line in open(path)]
+    assert len(dead) == 1 and dead[0]["row"]["conversation"] == row["conversation"]
+
+
+def test_one_turn_keeps_its_instruction_when_the_answer_is_empty(openai_server):
+    openai_server.set_answer("m", lambda messages: scripted(messages) if is_raw(messages) else "   ")
+    rows = run(openai_server, lambda l: Magpie(name="magpie", llm=l, system_prompt={"k": "S"}), [{}])
+    assert (rows[0]["instruction"], rows[0]["response"], rows[0]["system_prompt_key"]) == ("question 1", None, "k")
+    assert "no answer" in rows[0]["distilabel_metadata"]["error_magpie"]
+
+
+def test_generator_metadata_is_per_call_statistics(openai_server):
+    openai_server.set_answer("m", scripted)
+    gen = MagpieGenerator(name="gen", llm=llm(openai_server.base_url), num_rows=2, n_turns=2)
+    gen.load()
+    try:
+        [(rows, _)] = list(gen.process())
+    finally:
+        gen.unload()
+    for row in rows:
+        assert list(row["distilabel_metadata"]) == ["statistics_gen"]
+        assert [len(v) for v in row["distilabel_metadata"]["statistics_gen"].values()] == [4, 4]

@@ -91,9 +91,9 @@ def test_format_input_checks_types(mode, row, message):
         make(mode).format_input(row)
 
 
-def test_missing_reference_is_an_error():
+def test_a_reference_of_the_wrong_type_is_an_error():
     with pytest.raises(ValueError, match="'reference' must be a string"):
-        make(reference=True).format_input({"instruction": "q", "generation": "g"})
+        make(reference=True).format_input({"instruction": "q", "generation": "g", "reference": None})
 
 
 @pytest.mark.parametrize(
@@ -184,3 +184,26 @@ def test_prometheus_on_beam(openai_server):
     assert openai_server.request_count == 4
     bodies = openai_server.requests
     assert sum("###Reference Answer (Score 5):\n4" in body["messages"][-1]["content"] for body in bodies) == 2
+
+
+def test_a_missing_reference_is_a_key_error_as_in_distilabel():
+    with pytest.raises(KeyError, match="reference"):
+        make(reference=True).format_input({"instruction": "A", "generation": "B"})
+    with pytest.raises(KeyError, match="generations"):
+        make(mode="relative").format_input({"instruction": "A"})
+    with pytest.raises(ValueError, match="'generation' must be a string"):
+        make().format_input({"instruction": "A", "generation": 1})
+
+
+def test_a_row_without_its_reference_is_kept_with_the_reason(openai_server):
+    openai_server.set_answer("judge", lambda messages: "Feedback: fine [RESULT] 4")
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"instruction": "q", "generation": "g", "reference": "r"}, {"instruction": "q", "generation": "g"}])
+        load >> PrometheusEval(
+            name="judge", mode="absolute", rubric="helpfulness", reference=True,
+            llm=OpenAILLM(model="judge", base_url=openai_server.base_url, api_key="t"),
+        )
+    rows = pipeline.run()["default"]["train"].to_list()
+    assert [row["result"] for row in rows] == [4, None]
+    assert "no column 'reference'" in rows[1]["distilabel_metadata"]["error_judge"]
+    assert openai_server.request_count == 1

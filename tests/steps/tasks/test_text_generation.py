@@ -154,3 +154,49 @@ def test_a_template_from_a_config_cannot_reach_python_internals(openai_server, t
     assert row["generation"] is None
     assert "SecurityError" in row["distilabel_metadata"]["error_gen"] and "unsafe" in row["distilabel_metadata"]["error_gen"]
     assert openai_server.request_count == 0
+
+
+def test_a_template_loops_over_a_list_column(openai_server):
+    rows = run_task(
+        openai_server,
+        lambda llm: TextGeneration(
+            llm=llm,
+            columns=["question", "options"],
+            template="{{ question }}{% for option in options %}\n- {{ option }}{% endfor %}",
+        ),
+        [{"question": "Pick one:", "options": ["tea", "coffee"]}],
+    )
+    assert openai_server.requests[0]["messages"] == [{"role": "user", "content": "Pick one:\n- tea\n- coffee"}]
+    assert rows[0]["generation"] == "m: Pick one:\n- tea\n- coffee"
+
+
+def test_a_conversation_as_instruction_is_refused_as_distilabel_does():
+    task = TextGeneration(name="gen", llm=OpenAILLM(model="m", base_url="http://127.0.0.1:1/v1", api_key="t"))
+    with pytest.raises(ValueError, match="Use ChatGeneration"):
+        task.format_input({"instruction": [{"role": "user", "content": "hi"}]})
+    with pytest.raises(ValueError, match="'instruction' must be a string"):
+        task.format_input({"instruction": 1})
+    with pytest.raises(KeyError):
+        task.format_input({"prompt": "hi"})
+
+
+def test_chat_generation_refuses_a_conversation_ending_with_the_assistant(openai_server, tmp_path):
+    import glob
+    import json
+
+    ending_with_assistant = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
+    task = ChatGeneration(name="chat", llm=OpenAILLM(model="m", base_url="http://127.0.0.1:1/v1", api_key="t"))
+    with pytest.raises(ValueError, match="last message must be from the user"):
+        task.format_input({"messages": ending_with_assistant})
+
+    with Pipeline("p") as pipeline:
+        load = LoadDataFromDicts(data=[{"messages": [{"role": "user", "content": "hi"}]}, {"messages": ending_with_assistant}])
+        load >> ChatGeneration(name="chat", llm=OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t"))
+    rows = pipeline.run(dead_letter_dir=str(tmp_path / "dead"))["default"]["train"].to_list()
+
+    assert rows[0]["generation"] == "m: hi"
+    assert rows[1]["generation"] is None  # the job went on; the row is kept with its reason
+    assert "last message must be from the user" in rows[1]["distilabel_metadata"]["error_chat"]
+    assert openai_server.request_count == 1
+    dead = [json.loads(line) for path in glob.glob(str(tmp_path / "dead" / "*.jsonl")) for line in open(path)]
+    assert [record["row"]["messages"] for record in dead] == [ending_with_assistant]

@@ -89,7 +89,7 @@ def test_a_missing_generation_is_shown_as_no_answer_and_never_rated():
         ({"instruction": "q", "generations": "a"}, "'generations' must be a non-empty list"),
         ({"instruction": "q", "generations": []}, "'generations' must be a non-empty list"),
         ({"instruction": "q", "generations": ["a", 3]}, "must hold strings"),
-        ({"instruction": "q"}, "'generations' must be a non-empty list"),
+        ({"instruction": "q"}, "no column 'generations'"),
     ],
 )
 def test_format_input_checks_types(row, message):
@@ -218,3 +218,66 @@ def test_ultrafeedback_on_beam(openai_server):
     assert rows[2]["ratings"] == [None]  # the row is kept, unrated
     assert "'instruction' must be a string" in rows[2]["distilabel_metadata"]["error_uf"]
     assert openai_server.request_count == 2
+
+
+@pytest.mark.parametrize(
+    "aspect, answer, expected",
+    [
+        ("honesty", "{ \n   random\n}", {"ratings": [None, None], "rationales": [None, None]}),
+        (
+            "honesty",
+            '{"ratings": [1, 5], "rationales": ["r1", "r2"]}',
+            {"ratings": [1, 5], "rationales": ["r1", "r2"]},
+        ),
+        (
+            "helpfulness",
+            "{ \n   random\n}",
+            {"types": [None, None], "rationales": [None, None], "ratings": [None, None], "rationales-for-ratings": [None, None]},
+        ),
+        (  # the keys of distilabel's schema
+            "helpfulness",
+            '{"types": [1, null], "rationales": ["t1", "t2"], "ratings": [1, 5], "rationales_for_rating": ["r1", "r2"]}',
+            {"types": [1, None], "rationales": ["t1", "t2"], "ratings": [1, 5], "rationales-for-ratings": ["r1", "r2"]},
+        ),
+        (  # the column names, as distilabel's own tests write them
+            "truthfulness",
+            '{"ratings": [1, 5], "rationales": ["t1", "t2"], "rationales-for-ratings": ["r1", "r2"], "types": [1, 2]}',
+            {"types": [1, 2], "rationales": ["t1", "t2"], "ratings": [1, 5], "rationales-for-ratings": ["r1", "r2"]},
+        ),
+        (  # wrong JSON types give None where they are, not a crash
+            "truthfulness",
+            '{"ratings": ["x", 4], "rationales": [3, "t2"], "rationales_for_rating": ["r1"], "types": "1"}',
+            {"types": [None, None], "rationales": [None, "t2"], "ratings": [None, 4], "rationales-for-ratings": ["r1", None]},
+        ),
+    ],
+)
+def test_json_answers_keep_distilabels_types(aspect, answer, expected):
+    task = make(aspect, use_default_structured_output=True)
+    assert task.format_output(answer, {"instruction": "2+2?", "generations": ["4", "something weird"]}) == expected
+
+
+def test_the_json_schema_of_the_typed_aspects_asks_for_types_and_both_rationales():
+    schema = make("truthfulness", use_default_structured_output=True).get_structured_output()
+    assert schema["required"] == ["types", "ratings", "rationales", "rationales_for_rating"]
+    assert schema["properties"]["types"]["items"] == {"anyOf": [{"type": "integer"}, {"type": "null"}]}
+    assert make("honesty").get_structured_output()["required"] == ["ratings", "rationales"]
+    prompt = make("helpfulness", use_default_structured_output=True).format_input(ROW)[1]["content"]
+    assert '"types"' in prompt and '"rationales_for_rating"' in prompt
+
+
+def test_typed_json_answers_on_beam(openai_server):
+    answer = '{"types": [2, 1], "rationales": ["t1", "t2"], "ratings": [4, 2], "rationales_for_rating": ["r1", "r2"]}'
+    openai_server.set_answer("judge", lambda messages: answer)
+    with Pipeline("p") as pipeline:
+        LoadDataFromDicts(data=[{"instruction": "q", "generations": ["a", "b"]}]) >> UltraFeedback(
+            name="uf",
+            aspect="helpfulness",
+            use_default_structured_output=True,
+            llm=OpenAILLM(model="judge", base_url=openai_server.base_url, api_key="t"),
+        )
+    [row] = pipeline.run()["default"]["train"].to_list()
+    assert (row["types"], row["rationales"], row["ratings"], row["rationales-for-ratings"]) == (
+        [2, 1], ["t1", "t2"], [4, 2], ["r1", "r2"]
+    )
+    sent = openai_server.requests[0]["response_format"]["json_schema"]["schema"]
+    assert sent == make("helpfulness").get_structured_output()
