@@ -53,14 +53,24 @@ NEGATIVE_STYLE: Final[Dict[str, str]] = {
     ),
 }
 
-SYSTEM_PROMPT = """\
-You write training pairs for sentence embedding models. Given an anchor sentence, write a positive sentence \
-{%- if triplet %} and a negative sentence{% endif %}.
-{%- if context %} Take the given context into account.{% endif %} The positive sentence must {{ action_sentence }} \
-the anchor sentence
-{%- if triplet %}, and the negative sentence {{ negative_style }}{% endif %}. Answer with \
-{%- if triplet %} exactly two sections: `## Positive` and `## Negative`.{% else %} exactly one section: \
-`## Positive`.{% endif %}"""
+# System prompts, ``str.format`` templates with ``{context}`` (``CONTEXT_INTRO`` or ``""``), ``{action_sentence}``
+# (a ``GENERATION_ACTION_SENTENCES`` value) and, for triplets, ``{negative_style}`` (a ``NEGATIVE_STYLE`` value).
+# They have distilabel's names, so expected prompts can be built the same way, e.g.
+# ``POSITIVE_SYSTEM_PROMPT.format(action_sentence="paraphrase", context=CONTEXT_INTRO)``.
+POSITIVE_SYSTEM_PROMPT: Final[str] = (
+    "You write training pairs for sentence embedding models. Given an anchor sentence, write a positive "
+    "sentence.{context} The positive sentence must {action_sentence} the anchor sentence. Answer with exactly one "
+    "section: `## Positive`."
+)
+
+POSITIVE_NEGATIVE_SYSTEM_PROMPT: Final[str] = (
+    "You write training pairs for sentence embedding models. Given an anchor sentence, write a positive "
+    "sentence and a negative sentence.{context} The positive sentence must {action_sentence} the anchor sentence, "
+    "and the negative sentence {negative_style}. Answer with exactly two sections: `## Positive` and "
+    "`## Negative`."
+)
+
+CONTEXT_INTRO: Final[str] = " Take the given context into account."
 
 TEMPLATE = """\
 {% if context -%}
@@ -107,12 +117,16 @@ class GenerateSentencePair(Task):
 
     def format_input(self, input: Dict[str, Any]) -> ChatType:
         anchor = string_column(input, "anchor")
-        system = compile_template(SYSTEM_PROMPT).render(
-            triplet=self.triplet,
-            context=bool(self.context),
-            action_sentence=GENERATION_ACTION_SENTENCES[self.action],
-            negative_style=NEGATIVE_STYLE["hard-negative" if self.hard_negative else "negative"],
-        )
+        context = CONTEXT_INTRO if self.context else ""
+        action_sentence = GENERATION_ACTION_SENTENCES[self.action]
+        if self.triplet:
+            system = POSITIVE_NEGATIVE_SYSTEM_PROMPT.format(
+                context=context,
+                action_sentence=action_sentence,
+                negative_style=NEGATIVE_STYLE["hard-negative" if self.hard_negative else "negative"],
+            )
+        else:
+            system = POSITIVE_SYSTEM_PROMPT.format(context=context, action_sentence=action_sentence)
         user = compile_template(TEMPLATE).render(anchor=anchor, context=self.context or None)
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 

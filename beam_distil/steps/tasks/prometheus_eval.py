@@ -78,6 +78,9 @@ DEFAULT_RUBRICS: Dict[str, str] = {
     ),
 }
 
+# distilabel's name for the same table (the rubrics are this module's own).
+_DEFAULT_RUBRICS = DEFAULT_RUBRICS
+
 _RUBRIC_FORMAT = re.compile(r"^\[.*?\]\n(?:Score [1-4]: .*?\n){4}(?:Score 5: .*?)", re.MULTILINE)
 
 ABSOLUTE_SYSTEM_PROMPT = (

@@ -10,6 +10,12 @@ from beam_distil.models import OpenAILLM
 from beam_distil.pipeline import Pipeline
 from beam_distil.steps.generators import LoadDataFromDicts
 from beam_distil.steps.tasks import GenerateSentencePair
+from beam_distil.steps.tasks.generate_sentence_pair import (
+    CONTEXT_INTRO,
+    NEGATIVE_STYLE,
+    POSITIVE_NEGATIVE_SYSTEM_PROMPT,
+    POSITIVE_SYSTEM_PROMPT,
+)
 
 
 def make(**kwargs):
@@ -52,6 +58,20 @@ def test_triplet_context_and_hard_negative():
     assert "context" not in hard["content"]
     with pytest.raises(ValueError, match="column 'anchor' must be a string"):
         make().format_input({"anchor": None})
+
+
+
+@pytest.mark.parametrize("context", ["", "Pet care"])
+def test_system_prompt_is_built_from_the_module_templates(context):
+    """The templates under distilabel's names give exactly the system prompt the task sends."""
+    intro = CONTEXT_INTRO if context else ""
+    pair, _ = make(action="query", context=context).format_input({"anchor": "A"})
+    assert pair["content"] == POSITIVE_SYSTEM_PROMPT.format(action_sentence="be a query for", context=intro)
+    triplet, _ = make(triplet=True, hard_negative=True, context=context).format_input({"anchor": "A"})
+    assert triplet["content"] == POSITIVE_NEGATIVE_SYSTEM_PROMPT.format(
+        action_sentence="paraphrase", context=intro, negative_style=NEGATIVE_STYLE["hard-negative"]
+    )
+    assert (CONTEXT_INTRO.strip() in triplet["content"]) == bool(context)
 
 
 def test_format_output_sections():

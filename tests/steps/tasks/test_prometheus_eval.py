@@ -10,7 +10,7 @@ from beam_distil.models import OpenAILLM
 from beam_distil.pipeline import Pipeline
 from beam_distil.steps.generators import LoadDataFromDicts
 from beam_distil.steps.tasks import PrometheusEval
-from beam_distil.steps.tasks.prometheus_eval import DEFAULT_RUBRICS
+from beam_distil.steps.tasks.prometheus_eval import _DEFAULT_RUBRICS, DEFAULT_RUBRICS
 
 ABS = {"instruction": "What is 2+2?", "generation": "4", "reference": "Four."}
 REL = {"instruction": "What is 2+2?", "generations": ["4", "5"], "reference": "Four."}
@@ -36,6 +36,12 @@ def test_default_rubrics_and_validation():
     with pytest.raises(ValueError):
         make(mode="pairwise")
 
+
+def test_default_rubrics_under_distilabels_name():
+    assert _DEFAULT_RUBRICS is DEFAULT_RUBRICS
+    task = make(rubric="honesty")
+    assert task.rubrics == _DEFAULT_RUBRICS
+    assert _DEFAULT_RUBRICS["honesty"] in task.format_input(ABS)[-1]["content"]
 
 @pytest.mark.parametrize(
     "mode, reference, inputs",
