@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 logger = logging.getLogger("beam_distil")
 
@@ -24,6 +24,33 @@ def counters_by_step(result: Any) -> Dict[str, Dict[str, int]]:
         step = counters.setdefault(counter.key.metric.namespace, {})
         step[counter.key.metric.name] = step.get(counter.key.metric.name, 0) + (value or 0)
     return counters
+
+
+def add_counters(total: Dict[str, Dict[str, int]], more: Dict[str, Dict[str, int]]) -> Dict[str, Dict[str, int]]:
+    """The sums of two runs' ``counters_by_step``, e.g. of the slices of one local run."""
+    summed = {step: dict(counters) for step, counters in total.items()}
+    for step, counters in more.items():
+        into = summed.setdefault(step, {})
+        for name, value in counters.items():
+            into[name] = into.get(name, 0) + value
+    return summed
+
+
+def rows_lost_between_steps(
+    edges: List[Tuple[str, str]], metrics: Dict[str, Dict[str, int]]
+) -> List[str]:
+    """Each ``(upstream, step)`` edge whose step received fewer rows than the upstream step sent, as sentences.
+
+    ``edges`` are the pipeline's unrouted edges into steps with a single predecessor: there every row the
+    upstream step sends reaches the step, so its ``rows_in`` must equal the upstream ``rows_out``. A shortfall
+    means rows were lost on the way, which the run must say rather than return fewer rows in silence."""
+    problems = []
+    for upstream, step in edges:
+        sent = metrics.get(upstream, {}).get("rows_out")
+        received = metrics.get(step, {}).get("rows_in")
+        if sent is not None and received is not None and received < sent:
+            problems.append(f"step {step!r} received {received} rows of the {sent} that {upstream!r} sent")
+    return problems
 
 
 def format_summary(metrics: Dict[str, Dict[str, int]]) -> str:

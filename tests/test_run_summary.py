@@ -41,3 +41,34 @@ def test_a_local_run_prints_its_summary_on_stderr_otherwise(capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "Pipeline 'summary' finished:" in err
     assert any(line.split()[:3] == ["keep", "2", "2"] for line in err.splitlines())
+
+
+def test_a_step_that_received_fewer_rows_than_were_sent_is_named():
+    from beam_distil.run_summary import rows_lost_between_steps
+
+    metrics = {"load": {"rows_out": 1000}, "gen": {"rows_in": 998, "rows_out": 998}, "keep": {"rows_in": 998}}
+    assert rows_lost_between_steps([("load", "gen"), ("gen", "keep")], metrics) == [
+        "step 'gen' received 998 rows of the 1000 that 'load' sent"
+    ]
+    assert rows_lost_between_steps([("gen", "keep")], metrics) == []
+
+
+def test_a_complete_run_reports_no_lost_rows(openai_server, caplog):
+    import logging
+
+    from beam_distil.models import OpenAILLM
+    from beam_distil.pipeline import Pipeline, sample_n_steps
+    from beam_distil.steps import GroupColumns, KeepColumns, LoadDataFromDicts
+    from beam_distil.steps.tasks import TextGeneration
+
+    with Pipeline("complete") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": f"q{i}"} for i in range(30)], batch_size=4)
+        tasks = [TextGeneration(name=f"gen_{m}", llm=OpenAILLM(model=m, base_url=openai_server.base_url, api_key="t"),
+                                num_generations=2) for m in "abc"]
+        group = GroupColumns(name="group", columns=["generation"])
+        load >> sample_n_steps(2) >> tasks >> group >> KeepColumns(name="keep", columns=["instruction"])
+    with caplog.at_level(logging.ERROR, logger="beam_distil"):
+        pipeline.run(use_cache=False, rows_per_slice=8)
+    assert "lost rows" not in caplog.text
+    assert pipeline.last_run_metrics["load"]["rows_out"] == 30
+    assert pipeline.last_run_metrics["keep"]["rows_in"] == pipeline.last_run_metrics["group"]["rows_out"] > 0

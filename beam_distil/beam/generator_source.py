@@ -15,8 +15,17 @@ if TYPE_CHECKING:
 
 
 class _GenerateDoFn(beam.DoFn):
-    def __init__(self, step: "GeneratorStep", row_limit: Optional[int], progress_board_id: Optional[str]) -> None:
+    def __init__(
+        self,
+        step: "GeneratorStep",
+        first_position: int,
+        first_row: int,
+        row_limit: Optional[int],
+        progress_board_id: Optional[str],
+    ) -> None:
         self._step = step
+        self._first_position = first_position  # the position of the step's first row
+        self._first_row = first_row
         self._row_limit = row_limit
         self._progress_board_id = progress_board_id
         self._rows_out = Metrics.counter(step.name, "rows_out")
@@ -27,8 +36,15 @@ class _GenerateDoFn(beam.DoFn):
         self._step.load()
 
     def process(self, _: Any) -> Iterator[KeyedRow]:
-        index = 0
+        # Reported even when no row is in range: a run in slices reads it to tell where the rows end.
+        self._rows_out.inc(0)
+        index = self._first_position
+        # Rows before `first_row` are read and skipped, not asked for with `offset`: a generator written for
+        # distilabel may ignore its offset, and its row ids must be its positions whatever it does.
         for rows, _last_batch in self._step.process(offset=0):
+            skipped = min(max(self._first_row - index, 0), len(rows))
+            index += skipped
+            rows = rows[skipped:]
             if self._row_limit is not None:
                 rows = rows[: max(self._row_limit - index, 0)]
             for row in rows:
@@ -52,21 +68,36 @@ class GenerateRows(beam.PTransform):
     """Runs a generator once and spreads its rows over the workers.
 
     The generator runs in one DoFn call so row ids are its positions, stable across runs; the reshuffle
-    after it lets the following steps run in parallel instead of fused into that single call.
+    after it lets the following steps run in parallel instead of fused into that single call. Only the rows at
+    positions ``first_row`` to ``row_limit`` (excluded; ``None``: to the end) are emitted, with their positions
+    as row ids: a run in slices (``beam_distil.beam.row_slices``) gives each slice its range.
     """
 
     def __init__(
-        self, step: "GeneratorStep", row_limit: Optional[int] = None, progress_board_id: Optional[str] = None
+        self,
+        step: "GeneratorStep",
+        row_limit: Optional[int] = None,
+        progress_board_id: Optional[str] = None,
+        first_row: int = 0,
     ) -> None:
         super().__init__()
         self._step = step
+        self._first_row = first_row
         self._row_limit = row_limit
         self._progress_board_id = progress_board_id
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        # A step that can narrow itself to the range is carried narrowed: the job then holds only its own rows.
+        step, first_position = self._step, 0
+        if self._first_row or self._row_limit is not None:
+            narrowed = self._step.rows_between(self._first_row, self._row_limit)
+            if narrowed is not None:
+                step, first_position = narrowed, self._first_row
         return (
             pbegin
             | "Start" >> beam.Impulse()
-            | "Generate" >> beam.ParDo(_GenerateDoFn(self._step, self._row_limit, self._progress_board_id))
+            | "Generate" >> beam.ParDo(
+                _GenerateDoFn(step, first_position, self._first_row, self._row_limit, self._progress_board_id)
+            )
             | "Spread" >> beam.Reshuffle()
         )

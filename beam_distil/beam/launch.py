@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions, TestOptions
 from apache_beam.runners.runner import PipelineResult
+from datasets import Dataset
 
 from beam_distil.beam.runner import (
     BeamOptions,
@@ -43,6 +44,7 @@ from beam_distil.beam.runner import (
     option_problems,
     to_pipeline_options,
 )
+from beam_distil.beam.row_slices import DEFAULT_ROWS_PER_SLICE, row_slices
 from beam_distil.beam.scratch_rows import read_scratch_rows
 from beam_distil.beam.translate import build_beam_graph
 from beam_distil.cache import CACHE_DIR_ENV_VAR, default_cache_dir
@@ -55,9 +57,9 @@ from beam_distil.distiset import (
 )
 from beam_distil.errors import PipelineValidationError
 from beam_distil.helpers import is_url, to_text
-from beam_distil.output_files import read_output_rows
+from beam_distil.output_files import read_output_rows, read_output_table
 from beam_distil.progress import ProgressReporter
-from beam_distil.run_summary import counters_by_step, report_summary
+from beam_distil.run_summary import add_counters, counters_by_step, report_summary, rows_lost_between_steps
 
 if TYPE_CHECKING:
     from beam_distil.pipeline.pipeline import Pipeline
@@ -98,6 +100,7 @@ def launch(
     row_limit: Optional[int] = None,
     show_progress: Optional[bool] = None,
     wait_for_remote: bool = True,
+    rows_per_slice: Optional[int] = DEFAULT_ROWS_PER_SLICE,
 ) -> LaunchResult:
     """Validates ``pipeline`` with ``parameters``, builds its Beam graph, runs it and reports.
 
@@ -117,6 +120,9 @@ def launch(
         wait_for_remote: wait until a remote job finishes, then read its rows back. ``False`` returns as soon
             as the job is submitted (a Flex Template launcher must not wait). A local run always finishes
             before ``launch`` returns.
+        rows_per_slice: a local run goes through its generators' rows this many at a time, one Beam job each,
+            so that its memory does not grow with the rows (``beam_distil.beam.row_slices``, which also says
+            which pipelines run in one piece). ``None``: one job for all the rows.
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {list(OUTPUT_FORMATS)}, got {output_format!r}")
@@ -149,34 +155,61 @@ def launch(
         else:
             directories = {leaf: FileSystems.join(scratch, leaf) for leaf in leaves}
         reporter = _progress_reporter(pipeline, show_progress, pipeline_options, row_limit)
-        beam_pipeline = make_beam_pipeline(pipeline_options)
-        build_beam_graph(
-            beam_pipeline,
-            pipeline.dag,
-            directories,
-            routing=pipeline.routing,
-            row_limit=row_limit,
-            cache_dir=cache_dir,
-            dead_letter_dir=dead_letter_dir,
-            output_format=output_format if output_dir is not None else None,
-            progress_board_id=reporter.board_id if reporter is not None else None,
-        )
         logger.info("Running pipeline %r with %d steps", pipeline.name, len(pipeline.dag.steps))
         quiet_workers = harmless_worker_warnings_hidden() if local else contextlib.nullcontext()
+        metrics: Dict[str, Dict[str, int]] = {}
         with reporter or contextlib.nullcontext(), quiet_workers:
-            result = beam_pipeline.run()
-            if not (local or wait_for_remote):
-                logger.info("Pipeline %r submitted, state %s; not waiting for it", pipeline.name, result.state)
-                return LaunchResult(result)
-            result.wait_until_finish()
-        metrics = counters_by_step(result)
+            # A local run goes through its rows in slices, one Beam job each, so that its memory stays bounded.
+            for row_slice in row_slices(pipeline.dag, rows_per_slice if local else None, row_limit):
+                if row_slice.index:
+                    logger.info("Pipeline %r: rows from position %d", pipeline.name, row_slice.first_row)
+                beam_pipeline = make_beam_pipeline(pipeline_options)
+                build_beam_graph(
+                    beam_pipeline,
+                    pipeline.dag,
+                    directories,
+                    routing=pipeline.routing,
+                    row_limit=row_slice.row_limit,
+                    cache_dir=cache_dir,
+                    dead_letter_dir=dead_letter_dir,
+                    output_format=output_format if output_dir is not None else None,
+                    progress_board_id=reporter.board_id if reporter is not None else None,
+                    first_row=row_slice.first_row,
+                    file_label=row_slice.file_label,
+                )
+                result = beam_pipeline.run()
+                if not (local or wait_for_remote):
+                    logger.info("Pipeline %r submitted, state %s; not waiting for it", pipeline.name, result.state)
+                    return LaunchResult(result)
+                result.wait_until_finish()
+                slice_counters = counters_by_step(result)
+                metrics = add_counters(metrics, slice_counters)
+                if row_slice.is_last(slice_counters):
+                    break
+        # Parquet output is read back as Arrow tables: a million rows as Python dicts would not fit in memory.
+        tables = {leaf: read_output_table(directory) for leaf, directory in directories.items()} if output_dir else {}
         read = read_output_rows if output_dir is not None else read_scratch_rows
-        rows = {leaf: [row for _, row in read(directory)] for leaf, directory in directories.items()}
+        rows = {
+            leaf: [] if tables.get(leaf) is not None else [row for _, row in read(directory)]
+            for leaf, directory in directories.items()
+        }
     distiset = Distiset.from_rows(rows, pipeline_yaml=pipeline_yaml)
+    names = subset_names(leaves)
+    for leaf, table in tables.items():
+        if table is not None:
+            distiset[names[leaf]]["train"] = Dataset(table)
     distiset.statistics = metrics
     if output_dir is not None:
         distiset.save_configs(output_dir)  # now with the dataset card, which needs the rows
     report_summary(pipeline.name, metrics, logging_configured)
+    routed = {name for routing in pipeline.routing.values() for name in routing.downstream}
+    edges = [
+        (pipeline.dag.predecessors(name)[0], name)
+        for name in pipeline.dag.steps
+        if len(pipeline.dag.predecessors(name)) == 1 and name not in routed
+    ]
+    for problem in rows_lost_between_steps(edges, metrics):
+        logger.error("Pipeline %r lost rows: %s. The results are incomplete: run it again.", pipeline.name, problem)
     return LaunchResult(result, distiset, metrics)
 
 

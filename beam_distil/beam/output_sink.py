@@ -158,13 +158,14 @@ class _ParquetRowsSink(filebasedsink.FileBasedSink):
 
 
 class WriteOutputFiles(beam.PTransform):
-    """Writes ``(row_id, row)`` elements to ``directory`` as ``"parquet"`` or ``"jsonl"`` files."""
+    """Writes ``(row_id, row)`` elements to ``directory`` as ``"parquet"`` or ``"jsonl"`` files named
+    ``<file_prefix>-SSSSS-of-NNNNN``."""
 
-    def __init__(self, directory: str, output_format: str = "parquet") -> None:
+    def __init__(self, directory: str, output_format: str = "parquet", file_prefix: str = "part") -> None:
         super().__init__()
         if output_format not in ("parquet", "jsonl"):
             raise ValueError(f"output_format must be 'parquet' or 'jsonl', got {output_format!r}")
-        self._prefix = FileSystems.join(directory, "part")
+        self._prefix = FileSystems.join(directory, file_prefix)
         self._format = output_format
 
     def expand(self, keyed: beam.PCollection) -> beam.pvalue.PDone:

@@ -35,6 +35,8 @@ def build_beam_graph(
     dead_letter_dir: Optional[str] = None,
     output_format: Optional[str] = None,
     progress_board_id: Optional[str] = None,
+    first_row: int = 0,
+    file_label: str = "",
 ) -> Dict[str, beam.PCollection]:
     """Applies every step to ``beam_pipeline`` and writes each leaf's rows to its directory.
 
@@ -43,7 +45,9 @@ def build_beam_graph(
     ``dead_letter_dir`` receives every task's failed rows as JSON lines. ``output_format`` (``"parquet"`` or
     ``"jsonl"``) writes the leaves as user-facing files; ``None`` writes the lossless scratch format read back
     by a local run. ``progress_board_id`` is the run's live progress board (``beam_distil.progress``), if it
-    shows one. Returns each step's output.
+    shows one. ``first_row`` (with ``row_limit`` as the end) gives each generator the positions of the rows it
+    emits, and ``file_label`` is added to the names of the files written (``part<label>-...``), for a run in
+    slices (``beam_distil.beam.row_slices``). Returns each step's output.
     """
     routing = routing or {}
     outputs: Dict[str, beam.PCollection] = {}
@@ -63,7 +67,7 @@ def build_beam_graph(
         step = dag.steps[name]
         predecessors = dag.predecessors(name)
         if step.is_generator:
-            outputs[name] = beam_pipeline | name >> GenerateRows(step, row_limit, progress_board_id)
+            outputs[name] = beam_pipeline | name >> GenerateRows(step, row_limit, progress_board_id, first_row)
         elif len(predecessors) == 1:
             transform = StepOnKeyedRows(step, cache_dir=step_cache(step), progress_board_id=progress_board_id)
             outputs[name] = rows_from(predecessors[0], name) | name >> transform
@@ -79,7 +83,11 @@ def build_beam_graph(
                 name, function, function.downstream, routing_batch_size(step)
             )
     for leaf, directory in leaf_directories.items():
-        sink = WriteScratchRows(directory) if output_format is None else WriteOutputFiles(directory, output_format)
+        sink = (
+            WriteScratchRows(directory, f"part{file_label}")
+            if output_format is None
+            else WriteOutputFiles(directory, output_format, f"part{file_label}")
+        )
         outputs[leaf] | f"{leaf}.collect" >> sink
     if dead_letter_dir is not None and dead_letters:
         (
@@ -87,7 +95,7 @@ def build_beam_graph(
             | "dead_letters.flatten" >> beam.Flatten()
             | "dead_letters.encode" >> beam.Map(lambda record: json.dumps(record, default=str, ensure_ascii=False))
             | "dead_letters.write" >> beam.io.WriteToText(
-                FileSystems.join(dead_letter_dir, "dead_letters"), file_name_suffix=".jsonl"
+                FileSystems.join(dead_letter_dir, f"dead_letters{file_label}"), file_name_suffix=".jsonl"
             )
         )
     return outputs

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+from beam_distil.beam.row_slices import DEFAULT_ROWS_PER_SLICE
 from beam_distil.helpers import did_you_mean
 from beam_distil.pipeline.dag import DAG
 from beam_distil.pipeline.routing import as_routing_batch_function
@@ -224,6 +225,7 @@ class Pipeline:
         dead_letter_dir: Optional[str] = None,
         output_format: str = "parquet",
         show_progress: Optional[bool] = None,
+        rows_per_slice: Optional[int] = DEFAULT_ROWS_PER_SLICE,
     ) -> "Distiset":
         """Validates, runs the pipeline on Beam and returns a ``Distiset`` of every leaf step's rows.
 
@@ -243,6 +245,10 @@ class Pipeline:
                 run in this process (not ``multi_processing`` or a remote runner, which report Beam Metrics).
             dead_letter_dir: where every task's failed rows go as JSON lines (``{"step", "row_id", "error",
                 "row"}``), besides staying in the Distiset with ``None`` outputs.
+            rows_per_slice: a local run goes through its generators' rows this many at a time, one Beam job
+                each, so that its memory stays bounded however many rows there are (results, order, routing and
+                counters are those of one job). A pipeline with a global step, or a generator that calls an LLM,
+                runs in one job. ``None``: always one job.
         """
         from beam_distil.beam.launch import launch
 
@@ -251,6 +257,7 @@ class Pipeline:
         result = launch(
             self, parameters, options=options, output_dir=output_dir, output_format=output_format,
             dead_letter_dir=dead_letter_dir, use_cache=use_cache, show_progress=show_progress,
+            rows_per_slice=rows_per_slice,
         )
         self.last_run_metrics = result.metrics
         return result.distiset

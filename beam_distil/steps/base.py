@@ -404,6 +404,12 @@ class GeneratorStep(_Step, ABC):
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
         """Yields ``(rows, is_last_batch)`` starting at row ``offset``."""
 
+    def rows_between(self, first_row: int, row_limit: Optional[int]) -> Optional["GeneratorStep"]:
+        """A copy of this step yielding only its rows at positions ``first_row`` to ``row_limit`` (excluded), or
+        ``None`` when it cannot make one (the default). A local run in slices asks for it, so that each slice's
+        job carries only its own rows; without it, the rows before ``first_row`` are read and skipped."""
+        return None
+
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         """Beam-native use: ``pipeline | LoadDataFromDicts(data=...)`` gives a ``PCollection`` of dict rows."""
         from beam_distil.beam.generator_source import GenerateRows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from pydantic import Field, field_validator
 
@@ -36,6 +36,10 @@ class LoadDataFromDicts(GeneratorStep):
     @property
     def outputs(self) -> List[str]:  # type: ignore[override]
         return list(self.data[0].keys())
+
+    def rows_between(self, first_row: int, row_limit: Optional[int]) -> "LoadDataFromDicts":
+        """A copy holding only ``data[first_row:row_limit]``: what one slice of a local run carries."""
+        return self.model_copy(update={"data": self.data[first_row:row_limit]})
 
     def process(self, offset: int = 0) -> GeneratorStepOutput:  # type: ignore[override]
         """Yields ``(rows, is_last_batch)`` of at most ``batch_size`` rows, starting at row ``offset``."""
