@@ -75,11 +75,14 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
     # llama.cpp model (one per worker process, one thread each), 64 prompts in batches of 4. (Against the HTTP
     # server at latency 0, the server and the runner process take half of a 2-core machine, so no worker count
     # could show it there.)
+    # A million rows into an output_dir: peak RSS <= 2 GB (the local run goes through them in slices).
+    "vi": dict(rows=1_000_000, latency=0.0, models=1, max_concurrency=64, output_dir=True, systems="beam_distil",
+               repeats=1),
     "v": dict(rows=64, latency=0.0, models=1, max_concurrency=64, input_batch_size=4, backend="llamacpp",
               systems="beam_distil_mp1,beam_distil_mp2"),
 }
 DEFAULTS = dict(rows=1000, latency=0.2, models=3, max_concurrency=64, systems="beam_distil,sdk", repeats=3,
-                input_batch_size=50, backend="openai")
+                input_batch_size=50, backend="openai", output_dir=False)
 
 
 def _usage() -> Dict[str, float]:
@@ -116,10 +119,17 @@ def _child_beam_distil(args: argparse.Namespace, beam_options: List[str]) -> Dic
         input_batch_size=args.input_batch_size,
     )
     run_started = time.perf_counter()
+    run_started_clock = time.monotonic()
     # No response cache: every repeat must send its requests (distilabel runs with use_cache=False too).
-    distiset = pipeline.run(options=beam_options, use_cache=False)
+    if args.output_dir:  # the job writes the rows itself, as a run too big to bring back in Python would
+        with tempfile.TemporaryDirectory(prefix="docs-benchmark-out-") as output_dir:
+            distiset = pipeline.run(options=beam_options, use_cache=False, output_dir=output_dir,
+                                    rows_per_slice=args.rows_per_slice or None)
+    else:
+        distiset = pipeline.run(options=beam_options, use_cache=False)
     finished = time.perf_counter()
-    return {"rows": len(distiset["default"]["train"]), "run_started": run_started, "imported": imported, "finished": finished}
+    return {"rows": len(distiset["default"]["train"]), "run_started": run_started, "imported": imported,
+            "finished": finished, "run_started_clock": run_started_clock, "finished_clock": time.monotonic()}
 
 
 def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
@@ -165,9 +175,11 @@ def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
         ]
 
     run_started = time.perf_counter()
+    run_started_clock = time.monotonic()
     rows = asyncio.run(run())
     finished = time.perf_counter()
-    return {"rows": len(rows), "run_started": run_started, "imported": imported, "finished": finished}
+    return {"rows": len(rows), "run_started": run_started, "imported": imported, "finished": finished,
+            "run_started_clock": run_started_clock, "finished_clock": time.monotonic()}
 
 
 def _one_run(args: argparse.Namespace, beam_options: List[str]) -> None:
@@ -188,6 +200,9 @@ def _one_run(args: argparse.Namespace, beam_options: List[str]) -> None:
         "rows": times["rows"],
         "run_seconds": times["finished"] - times["run_started"],
         "import_seconds": times["imported"] - started,
+        # time.monotonic() at the run's start and return, to set against the server's first request and last answer.
+        "run_started_clock": times.get("run_started_clock"),
+        "finished_clock": times.get("finished_clock"),
         **_usage(),
     }
     print(json.dumps(result), flush=True)
@@ -257,7 +272,8 @@ def _command(system: str, args: argparse.Namespace, base_url: str, beam_options:
               "--max-concurrency", str(args.max_concurrency), "--input-batch-size", str(args.input_batch_size)]
     if system == "distilabel":
         return [str(args.distilabel_python), str(HERE / "distilabel_child.py"), *common]
-    common += ["--backend", args.backend]
+    common += ["--backend", args.backend,
+               *(["--output-dir", "--rows-per-slice", str(args.rows_per_slice)] if args.output_dir else [])]
     child = "beam_distil" if system.startswith("beam_distil") else system
     return [sys.executable, "-m", "benchmarks.docs_pipeline", "--child", child, *common,
             *SYSTEM_CHILD_FLAGS.get(system, []), *SYSTEM_BEAM_OPTIONS.get(system, []), *beam_options]
@@ -273,8 +289,19 @@ def _distilabel_available(python: Path) -> Optional[str]:
 
 
 KEYS = ["rows_per_second", "requests_per_second", "sustained_requests_per_second", "run_seconds", "process_seconds",
-        "import_seconds", "cpu_ms_per_request", "server_cpu_ms_per_request", "peak_rss_mb", "tree_rss_mb",
-        "max_in_flight"]
+        "import_seconds", "seconds_to_first_request", "seconds_after_last_answer", "cpu_ms_per_request",
+        "server_cpu_ms_per_request", "peak_rss_mb", "tree_rss_mb", "max_in_flight"]
+
+
+def _start_and_wind_down(result: Dict[str, Any], stats: Dict[str, Any]) -> Dict[str, float]:
+    """From the run's start to the server's first request (graph building, set-up), and from the server's last
+    answer to the run's return (joins, writing and collecting the rows): the fixed costs paid around the requests.
+    Both clocks are ``time.monotonic()`` of this machine. ``nan`` where a side did not record it."""
+    started, finished = result.get("run_started_clock"), result.get("finished_clock")
+    first, last = stats.get("first_request_at"), stats.get("last_response_at")
+    if None in (started, finished, first, last):
+        return {"seconds_to_first_request": float("nan"), "seconds_after_last_answer": float("nan")}
+    return {"seconds_to_first_request": first - started, "seconds_after_last_answer": finished - last}
 
 
 def _format(result: Dict[str, Any]) -> str:
@@ -293,6 +320,10 @@ def main() -> None:
     parser.add_argument("--input-batch-size", type=int)
     parser.add_argument("--backend", choices=["openai", "llamacpp"],
                         help="beam_distil's LLM: OpenAILLM on the local server, or the embedded llama.cpp model.")
+    parser.add_argument("--output-dir", action="store_true", default=None,
+                        help="beam_distil writes the rows into an output_dir (Parquet) instead of returning them only.")
+    parser.add_argument("--rows-per-slice", type=int, default=50_000,
+                        help="With --output-dir: Pipeline.run(rows_per_slice=...); 0 runs in one Beam job.")
     parser.add_argument("--distilabel-python", type=Path, default=DEFAULT_DISTILABEL_PYTHON)
     parser.add_argument("--json-out", type=Path, help="Append every run and the medians as JSON lines here.")
     parser.add_argument("--child", choices=["beam_distil", "sdk", "sdk_aiohttp"], help=argparse.SUPPRESS)
@@ -352,6 +383,7 @@ def main() -> None:
                     server_cpu_ms_per_request=1000 * (_process_cpu_seconds(server.pid) - server_cpu) / max(requests, 1),
                     max_in_flight=stats["max_in_flight"],
                     requests=requests,
+                    **_start_and_wind_down(result, stats),
                 )
                 results[system].append(result)
                 print(f"run {repeat + 1} {system}: {_format(result)}", flush=True)

@@ -459,6 +459,10 @@ class OpenAICompatibleServer:
                 "max_in_flight": self.max_in_flight,
                 "in_flight": self.in_flight,
                 "serving_seconds": self.serving_seconds,
+                # time.monotonic() of the first request and the last answer (None before), comparable with the
+                # clock of any process on this machine: a client can tell its start-up and wind-down apart.
+                "first_request_at": self._first_request_at,
+                "last_response_at": self._last_response_at,
                 "status_counts": {str(k): v for k, v in self.status_counts.items()},
                 "requests_by_model": self.requests_by_model,
             }
