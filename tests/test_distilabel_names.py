@@ -208,3 +208,17 @@ def test_read_yaml_refuses_python_objects(tmp_path: Path) -> None:
 
     with pytest.raises(yaml.constructor.ConstructorError, match="python/object/apply"):
         read_yaml(path)
+
+
+def test_read_yaml_refuses_an_alias_bomb_as_pipeline_files_do(tmp_path: Path) -> None:
+    from beam_distil.pipeline.serialization import PipelineSerializationError
+
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, 9):
+        previous = chr(ord("a") + level - 1)
+        name = chr(ord("a") + level)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + previous] * 10)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PipelineSerializationError, match="alias bomb"):
+        read_yaml(path)

@@ -341,6 +341,16 @@ def parse_text(text: str, format: str, source: Optional[str] = None) -> Any:
         raise _too_deep(source) from None
 
 
+def refuse_unsafe_yaml(text: str, loader: Any, source: Optional[str] = None) -> None:
+    """The checks ``parse_text`` makes on YAML, for a reader with its own loader: refuses text that is
+    oversized, nested deeper than ``MAX_NESTING_DEPTH`` or an alias bomb (``PipelineSerializationError`` naming
+    ``source``), before it is loaded."""
+    _refuse_oversized(_utf8_size(text), source)
+    _refuse_deep_nesting(text, "yaml", source)
+    if _YAML_ANCHOR.search(text):  # no anchor, no alias: nothing to expand
+        _refuse_alias_bombs(text, loader, source)
+
+
 def _refuse_deep_nesting(text: str, format: str, source: Optional[str]) -> None:
     """Refuses text nesting deeper than ``MAX_NESTING_DEPTH`` before a parser recurses into it. Brackets in
     quoted strings count too: a rough but safe bound, far above what a pipeline needs."""

@@ -16,7 +16,7 @@ times, UUIDs, enums and dataclasses are written as JSON values. YAML keeps the k
 A file may come from someone else, so ``read_yaml`` builds only plain data (dicts, lists, strings, numbers,
 booleans, ``None``, and the ``!!python/tuple`` that ``yaml.dump`` writes for a tuple): unlike distilabel's
 ``yaml.FullLoader`` it refuses every other ``!!python/...`` tag. ``write_yaml`` accordingly writes only plain data.
-This module imports nothing from beam_distil, so any layer may use it.
+It imports from beam_distil only the pipeline layer's YAML guards, inside `read_yaml`.
 """
 
 from __future__ import annotations
@@ -107,9 +107,16 @@ def read_yaml(filename: StrOrPath) -> Dict[str, Any]:
 
     Raises:
         yaml.constructor.ConstructorError: the file asks for a Python object (a ``!!python/object`` tag, say).
+        beam_distil.pipeline.serialization.PipelineSerializationError: an alias bomb, or a file too large or
+            nested too deep to load safely.
     """
+    # The project's guards for YAML from a file: a few KB of aliases must not take minutes and gigabytes.
+    from beam_distil.pipeline.serialization import refuse_unsafe_yaml
+
     with open(filename, "r") as file:
-        return yaml.load(file, Loader=_PlainDataLoader)  # noqa: S506 - a SafeLoader plus plain tuples
+        text = file.read()
+    refuse_unsafe_yaml(text, _PlainDataLoader, str(filename))
+    return yaml.load(text, Loader=_PlainDataLoader)  # noqa: S506 - a SafeLoader plus plain tuples
 
 
 __all__ = [
