@@ -16,7 +16,7 @@ times, UUIDs, enums and dataclasses are written as JSON values. YAML keeps the k
 A file may come from someone else, so ``read_yaml`` builds only plain data (dicts, lists, strings, numbers,
 booleans, ``None``, and the ``!!python/tuple`` that ``yaml.dump`` writes for a tuple): unlike distilabel's
 ``yaml.FullLoader`` it refuses every other ``!!python/...`` tag. ``write_yaml`` accordingly writes only plain data.
-It imports from beam_distil only the pipeline layer's YAML guards, inside `read_yaml`.
+From beam_distil it takes `TYPE_INFO_KEY` (steps) and, inside `read_yaml`, the pipeline layer's YAML guards.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any, Dict, Final, Literal, Union
 
 import yaml
 
-TYPE_INFO_KEY: Final[str] = "type_info"
-"""The key under which a saved step, task or LLM names its class (``{"module": ..., "name": ...}``)."""
+# The key under which a saved step, task or LLM names its class (``{"module": ..., "name": ...}``).
+from beam_distil.steps.serialization import TYPE_INFO_KEY
 
 DISTILABEL_FILENAME: Final[str] = "distilabel-file.json"
 """The file name distilabel's ``save`` uses when given a folder."""
