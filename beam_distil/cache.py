@@ -132,24 +132,31 @@ class ResponseCache:
         return None
 
     def _write(self, path: str, data: bytes) -> None:
-        if is_url(path):
-            with FileSystems.create(path) as file:
-                file.write(data)
-            return
         directory = os.path.dirname(path)
-        if directory not in self._made_directories:
+        if not is_url(path) and directory not in self._made_directories:
             os.makedirs(directory, exist_ok=True)
             self._made_directories.add(directory)
-        # Unique per process and thread, so concurrent writers never share a temporary file.
-        temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            with open(temporary, "wb") as file:
-                file.write(data)
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        write_whole(path, data)
+
+
+def write_whole(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` (a local path, whose folder exists, or any ``FileSystems`` URL) so that a reader
+    sees the old content or the new, never a torn file: an object store publishes an object whole on close, and a
+    local file is written aside and renamed over."""
+    if is_url(path):
+        with FileSystems.create(path) as file:
+            file.write(data)
+        return
+    # Unique per process and thread, so concurrent writers never share a temporary file.
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def _shape_problem(output: Any) -> Optional[str]:

@@ -20,7 +20,7 @@ import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Awaitable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Awaitable, ClassVar, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
 
 from pydantic import (
     BaseModel,
@@ -42,6 +42,9 @@ from beam_distil.models.limits import AdaptiveConcurrencyLimit, RateLimiter
 from beam_distil.models.retries import RetryDecision, backoff_seconds
 from beam_distil.models.structured_output import StructuredOutputSchema, call_arguments, json_schema_of
 from beam_distil.runtime_parameters import RuntimeParameter, RuntimeParametersMixin
+
+if TYPE_CHECKING:
+    from beam_distil.models.offline_batch import OfflineBatchAPI
 
 ChatItem = Dict[str, Any]
 ChatType = List[ChatItem]
@@ -96,6 +99,48 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     structured_output: Optional[StructuredOutputSchema] = Field(
         default=None, description="A JSON schema (dict) or pydantic model that every answer must follow."
     )
+
+    supports_offline_batch_generation: ClassVar[bool] = False
+    """Whether the provider has a batch API this backend speaks (``offline_batch_api``)."""
+
+    use_offline_batch_generation: bool = Field(
+        default=False,
+        description="Send the task's requests to the provider's batch API (about half the price, answers within"
+        " hours) instead of one request at a time. Batch ids are recorded next to the response cache, so a killed"
+        " or re-run pipeline collects the same batches and pays nothing twice.",
+    )
+    offline_batch_generation_block_until_done: Optional[PositiveInt] = Field(
+        default=None,
+        description="Seconds between polls of the batches until they are done, within the run. None (distilabel's"
+        " default): submit, collect what is already done, and end the run with"
+        " DistilabelOfflineBatchGenerationNotFinishedException; run the pipeline again later to collect the rest.",
+    )
+    offline_batch_unanswered: Literal["resend", "fail"] = Field(
+        default="resend",
+        description="What becomes of requests an expired, cancelled or failed batch left unanswered: 'resend' them"
+        " in a new batch (up to offline_batch_max_resends times), or 'fail' their rows (counted, dead-lettered).",
+    )
+    offline_batch_max_resends: NonNegativeInt = Field(
+        default=2, description="How many times a request left unanswered by a batch is sent again in a new batch."
+    )
+    offline_batch_max_requests: Optional[PositiveInt] = Field(
+        default=None,
+        description="Most requests in one provider batch (default: the provider's limit). Smaller batches finish"
+        " sooner; inputs are split to stay within this and the provider's byte limit.",
+    )
+
+    @model_validator(mode="after")
+    def _check_offline_batch_generation(self) -> "LLM":
+        if self.use_offline_batch_generation and not type(self).supports_offline_batch_generation:
+            raise ValueError(
+                f"{type(self).__name__} has no provider batch API, so use_offline_batch_generation=True cannot be"
+                " used with it: remove it, or use OpenAILLM, AnthropicLLM or VertexAILLM, whose providers have one."
+            )
+        return self
+
+    def offline_batch_api(self) -> "OfflineBatchAPI":
+        """The provider's batch API, made on the worker after ``load()`` (see ``beam_distil.models.offline_batch``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no provider batch API")
 
     use_magpie_template: bool = Field(
         default=False,
@@ -250,6 +295,9 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     _operational_fields = {
         "generation_kwargs", "structured_output", "max_concurrency", "max_retries", "retry_base_delay",
         "requests_per_minute", "tokens_per_minute", "timeout", "api_key", "n_threads", "n_batch",
+        # A batch answers what an online request answers: its completions serve later online runs, and back.
+        "use_offline_batch_generation", "offline_batch_generation_block_until_done", "offline_batch_unanswered",
+        "offline_batch_max_resends", "offline_batch_max_requests",
     }
 
     def cache_identity(self) -> Dict[str, Any]:

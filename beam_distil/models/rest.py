@@ -110,6 +110,38 @@ class RESTClient:
         except ValueError as error:
             raise MalformedResponseError(f"the answer from {url} is not JSON ({error}): {raw[:200]!r}") from error
 
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        data: Any = None,
+        *,
+        headers: Optional[Mapping[str, str]] = None,
+        params: Optional[Mapping[str, str]] = None,
+    ) -> bytes:
+        """The raw answer to ``method`` on ``{base_url}/{path}`` (or on ``path`` itself when it is a full URL), for
+        what is not one JSON document: a JSONL results file, a multipart upload (``data`` an
+        ``aiohttp.FormData``, or bytes). Raises this module's errors, as ``request`` does."""
+        url = path if "://" in path else (f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url)
+        query = {**self._params, **dict(params or {})}
+        if isinstance(data, aiohttp.FormData):
+            # The session's JSON Content-Type would replace the multipart one (with its boundary).
+            data = data()
+            headers = {**dict(headers or {}), "Content-Type": data.content_type}
+        try:
+            async with self._open_session().request(
+                method, url, data=data, params=query or None, headers=headers, proxy=self._proxy
+            ) as response:
+                raw = await response.read()
+                status, response_headers = response.status, response.headers
+        except asyncio.TimeoutError as error:
+            raise HTTPTransportError(f"{method} {url} timed out after {self.timeout} s") from error
+        except aiohttp.ClientError as error:
+            raise HTTPTransportError(f"{method} {url} failed: {type(error).__name__}: {error}") from error
+        if status >= 400:
+            raise status_error(url, status, response_headers, raw)
+        return raw
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
