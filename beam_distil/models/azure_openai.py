@@ -46,6 +46,9 @@ class AzureOpenAILLM(OpenAICompatibleLLM):
     """A deployment of Azure OpenAI: ``model`` is the deployment's name, ``base_url`` the resource's endpoint."""
 
     api_key_env_var: ClassVar[str] = "AZURE_OPENAI_API_KEY"
+    # Azure's batches need a Global Batch deployment and take files and batches at the resource's /openai/ paths
+    # (not the deployment's), with lines whose url has no /v1: not OpenAI's flow as OpenAIBatchAPI speaks it.
+    supports_offline_batch_generation: ClassVar[bool] = False
 
     model: str = Field(description="The deployment's name (Azure routes by deployment, not by model).")
     base_url: Optional[RuntimeParameter[str]] = Field(

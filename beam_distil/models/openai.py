@@ -17,7 +17,7 @@ The API key comes from ``api_key`` or, on the worker that makes the client, from
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
@@ -27,6 +27,9 @@ from beam_distil.models.event_loop import close_on_loop
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
 
+if TYPE_CHECKING:
+    from beam_distil.models.offline_batch import OfflineBatchAPI
+
 _API_KEY_ENV_VAR = "OPENAI_API_KEY"
 _BASE_URL_ENV_VAR = "OPENAI_BASE_URL"
 
@@ -35,6 +38,7 @@ class OpenAILLM(AsyncLLM):
     """Chat completions (``input`` is a list of messages) or text completions (``input`` is a string)."""
 
     completes_raw_text: ClassVar[bool] = True  # a string goes to /completions
+    supports_offline_batch_generation: ClassVar[bool] = True  # OpenAI's Batch API (models/openai_batch.py)
 
     # OpenAI's documented ranges (servers that speak its API take the same).
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
@@ -133,6 +137,23 @@ class OpenAILLM(AsyncLLM):
         optional ``headers`` and ``params``. Services with another URL scheme or authentication override it."""
         return {"base_url": self.base_url, "api_key": api_key}
 
+    def offline_batch_api(self) -> "OfflineBatchAPI":
+        """OpenAI's Batch API, reached as this LLM reaches the server online: same base URL, key, headers, query
+        parameters and timeout (see ``beam_distil.models.openai_batch``)."""
+        from beam_distil.models.openai_batch import OpenAIBatchAPI
+
+        if self._aclient is None:
+            self.load()
+        options = self.client_options(self._resolved_key)  # type: ignore[arg-type]
+        return OpenAIBatchAPI(
+            self,
+            base_url=options["base_url"],
+            api_key=options.get("api_key"),
+            headers=options.get("headers"),
+            params=options.get("params"),
+            timeout=self.timeout,
+        )
+
     def unload(self) -> None:
         if self._aclient is not None:
             close_on_loop(self._aclient)
@@ -161,6 +182,49 @@ class OpenAILLM(AsyncLLM):
         """
         if self._aclient is None:
             self.load()
+        path, body = self.request_body(
+            input,
+            num_generations,
+            max_new_tokens=max_new_tokens,
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            temperature=temperature,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+            response_format=response_format,
+            extra_body=extra_body,
+            structured_output=structured_output,
+        )
+        completion = await self._aclient.post(path, body)
+        return self.output_of_completion(completion, input, num_generations)
+
+    def request_body(
+        self,
+        input: FormattedInput,
+        num_generations: int = 1,
+        max_new_tokens: int = 128,
+        logprobs: bool = False,
+        top_logprobs: Optional[int] = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop: Optional[Union[str, List[str]]] = None,
+        seed: Optional[int] = None,
+        response_format: Optional[Dict[str, Any]] = None,
+        extra_body: Optional[Dict[str, Any]] = None,
+        structured_output: Optional[Dict[str, Any]] = None,
+    ) -> Tuple[str, Dict[str, Any]]:
+        """``(path, body)`` of the request ``agenerate`` posts for these arguments: ``"chat/completions"`` for chat
+        messages, ``"completions"`` for a string. The batch API sends the same body, so an answer is the same
+        whichever way it was asked::
+
+            path, body = llm.request_body([{"role": "user", "content": "Hi"}], 2, temperature=0.7)
+            # ("chat/completions", {"model": ..., "messages": [...], "n": 2, "temperature": 0.7, ...})
+        """
         common: Dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_new_tokens,
@@ -189,7 +253,12 @@ class OpenAILLM(AsyncLLM):
                 body["response_format"] = response_format
         # Like the SDK's extra_body: extra fields for servers that take more than OpenAI's API (vLLM, TGI...).
         body.update(extra_body or {})
-        completion = await self._aclient.post("completions" if isinstance(input, str) else "chat/completions", body)
+        return ("completions" if isinstance(input, str) else "chat/completions"), body
+
+    @staticmethod
+    def output_of_completion(completion: Dict[str, Any], input: FormattedInput, num_generations: int) -> GenerateOutput:
+        """The ``GenerateOutput`` of a ``chat.completion`` (or ``text_completion``, for a string ``input``) answer
+        asked for ``num_generations`` choices, online or in a batch's output file."""
         choices = completion["choices"][:num_generations]
         generations: List[Optional[str]] = []
         finish_reasons: List[Optional[str]] = []

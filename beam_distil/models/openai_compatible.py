@@ -84,7 +84,13 @@ class OpenAICompatibleLLM(OpenAILLM):
     * ``one_request_per_generation`` (``AsyncLLM``'s): the service returns one choice per request;
     * ``check_ready``: what the service needs. A key is needed only where ``check_ready`` says so: when none is
       configured and nothing is missing, requests go without ``Authorization`` (a private vLLM or TGI server).
+
+    None of them takes ``use_offline_batch_generation``: OpenAILLM's batch flow is OpenAI's Files and Batches API,
+    which these services either lack (vLLM, TGI) or offer with differences of their own (Mistral's batch jobs,
+    Together's upload purpose and job objects), or which has not been checked against the service (Groq).
     """
+
+    supports_offline_batch_generation: ClassVar[bool] = False
 
     def load(self) -> None:
         from beam_distil.models.openai_rest import OpenAIRESTClient
