@@ -25,6 +25,9 @@ What the answer becomes: the generation is the text of the answer's ``text`` blo
 ``structured_output``, the JSON of the forced tool call's input); ``finish_reasons`` holds the answer's
 ``stop_reason`` (``end_turn``, ``max_tokens``, ``stop_sequence``, ``tool_use``, ``refusal``...). A refusal, or an
 answer with no text, is a ``None`` generation with that reason, which the task records as a counted failure.
+
+Offline batch generation (``use_offline_batch_generation=True``) sends the same request bodies through Anthropic's
+Message Batches API and reads the answers the same way; see ``beam_distil.models.anthropic_batch``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pydantic import Field, PositiveFloat, PrivateAttr, model_validator
 
 from beam_distil.helpers import http_url_problem
 from beam_distil.models.api_key import APIKeyLLM
+from beam_distil.models.anthropic_batch import AnthropicBatchAPI
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput, generate_each
 from beam_distil.models.event_loop import close_on_loop
 from beam_distil.models.rest import HTTPStatusError, MalformedResponseError, RESTClient, classify_http_error
@@ -70,6 +74,7 @@ class AnthropicLLM(APIKeyLLM):
 
     api_key_env_var: ClassVar[str] = "ANTHROPIC_API_KEY"
     one_request_per_generation: ClassVar[bool] = True  # the Messages API has no `n`
+    supports_offline_batch_generation: ClassVar[bool] = True  # the Message Batches API
 
     # The Messages API's documented ranges.
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
@@ -133,15 +138,31 @@ class AnthropicLLM(APIKeyLLM):
             problems.append(str(error))
         return problems + super().check_ready()
 
-    def load(self) -> None:
-        # Read here, on the worker: a key from the environment or Secret Manager never travels in the job graph.
-        api_key = self.resolve_api_key()
-        # One attempt per post: retries are AsyncLLM.acall's (Retry-After, overload, adaptive concurrency).
-        self._aclient = RESTClient(
+    def _new_client(self) -> RESTClient:
+        # The key is read here, on the worker: from the environment or Secret Manager, it never travels in the job
+        # graph. One attempt per call: the retries are AsyncLLM.acall's (Retry-After, overload, adaptive
+        # concurrency) online, and the batch engine's offline.
+        return RESTClient(
             base_url=self._base_url(),
-            headers={"x-api-key": api_key, "anthropic-version": API_VERSION},
+            headers={"x-api-key": self._resolved_key or self.resolve_api_key(), "anthropic-version": API_VERSION},
             timeout=self.timeout,
         )
+
+    def load(self) -> None:
+        self._resolved_key = None  # read again: a rotated key is picked up by the next load
+        self._aclient = self._new_client()
+
+    def offline_batch_api(self) -> AnthropicBatchAPI:
+        """The Message Batches API with this LLM's key, ``base_url`` and ``timeout``, reading and writing the
+        same request bodies and answers as ``agenerate`` (see ``beam_distil.models.anthropic_batch``)::
+
+            llm = AnthropicLLM(model="claude-3-5-haiku-latest", use_offline_batch_generation=True)
+            llm.load()
+            api = llm.offline_batch_api()    # closed with `await api.close()`
+        """
+        if self._aclient is None:
+            self.load()
+        return AnthropicBatchAPI(self, self._new_client())
 
     def unload(self) -> None:
         if self._aclient is not None:
@@ -158,6 +179,88 @@ class AnthropicLLM(APIKeyLLM):
     def _estimated_tokens(input: FormattedInput, kwargs: Dict[str, Any]) -> int:
         limit = kwargs.get("max_tokens") or kwargs.get("max_new_tokens") or _DEFAULT_MAX_TOKENS
         return AsyncLLM._estimated_tokens(input, {"max_new_tokens": limit})
+
+    def request_body(
+        self,
+        input: FormattedInput,
+        max_new_tokens: Optional[int] = None,
+        max_tokens: Optional[int] = None,
+        stop_sequences: Optional[List[str]] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        top_k: Optional[int] = None,
+        structured_output: Optional[Dict[str, Any]] = None,
+    ) -> Dict[str, Any]:
+        """The Messages API body asking for one answer to ``input`` (the generation kwargs as in ``agenerate``),
+        the same online and in a batch::
+
+            llm.request_body("Hi", max_new_tokens=64)
+            # {"model": "claude-3-5-haiku-latest", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]}
+
+        Raises ``ValueError`` for an input or kwargs the API cannot take (a ``tool`` role, conflicting limits).
+        """
+        system, messages = _system_and_messages(input)
+        body: Dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": _max_tokens(max_new_tokens, max_tokens),
+            "messages": messages,
+        }
+        optional = {
+            "system": system,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "stop_sequences": stop_sequences,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        if structured_output is not None:
+            input_schema, _ = _tool_input_schema(structured_output)
+            body["tools"] = [
+                {
+                    "name": STRUCTURED_OUTPUT_TOOL,
+                    "description": "Record the answer, as JSON following the input schema.",
+                    "input_schema": input_schema,
+                }
+            ]
+            body["tool_choice"] = {"type": "tool", "name": STRUCTURED_OUTPUT_TOOL}
+        return body
+
+    def output_of_message(
+        self, message: Any, structured_output: Optional[Dict[str, Any]] = None, *, source: str = "the API"
+    ) -> GenerateOutput:
+        """One generation from a Messages API answer to a request made with ``structured_output`` (see the module
+        docstring), online or in a batch. Raises ``MalformedResponseError``, naming ``source``, for an answer
+        that is not a message."""
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            raise MalformedResponseError(
+                f"the answer from {source} is not a message (no `content` list): {str(message)[:200]}"
+            )
+        blocks = [block for block in message["content"] if isinstance(block, dict)]
+        stop_reason = message.get("stop_reason")
+        text: Optional[str] = None
+        if structured_output is not None:
+            _, wrapped = _tool_input_schema(structured_output)
+            calls = [b for b in blocks if b.get("type") == "tool_use" and b.get("name") == STRUCTURED_OUTPUT_TOOL]
+            call = calls[0] if calls else None
+            if call is not None and isinstance(call.get("input"), dict):
+                value = call["input"].get("value") if wrapped else call["input"]
+                text = json.dumps(value, ensure_ascii=False)
+        else:
+            texts = [b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
+            text = "".join(texts) if texts else None
+        if stop_reason == "refusal":
+            # Whatever came before the refusal is not an answer.
+            text = None
+        usage = message.get("usage") or {}
+        # Prompt-cache reads and writes are input the model read too (and what the token limits count).
+        input_tokens = sum(
+            usage.get(key) or 0 for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        )
+        return {
+            "generations": [text],
+            "statistics": {"input_tokens": [input_tokens], "output_tokens": [usage.get("output_tokens") or 0]},
+            "finish_reasons": [stop_reason],
+        }
 
     async def agenerate(  # type: ignore[override]
         self,
@@ -181,35 +284,21 @@ class AnthropicLLM(APIKeyLLM):
         """
         if self._aclient is None:
             self.load()
-        system, messages = _system_and_messages(input)
-        body: Dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": _max_tokens(max_new_tokens, max_tokens),
-            "messages": messages,
-        }
-        optional = {
-            "system": system,
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "stop_sequences": stop_sequences,
-        }
-        body.update({key: value for key, value in optional.items() if value is not None})
-        wrapped = False
-        if structured_output is not None:
-            input_schema, wrapped = _tool_input_schema(structured_output)
-            body["tools"] = [
-                {
-                    "name": STRUCTURED_OUTPUT_TOOL,
-                    "description": "Record the answer, as JSON following the input schema.",
-                    "input_schema": input_schema,
-                }
-            ]
-            body["tool_choice"] = {"type": "tool", "name": STRUCTURED_OUTPUT_TOOL}
+        body = self.request_body(
+            input,
+            max_new_tokens=max_new_tokens,
+            max_tokens=max_tokens,
+            stop_sequences=stop_sequences,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            structured_output=structured_output,
+        )
+        source = f"{self._base_url()}/{_MESSAGES_PATH}"
 
         async def one_answer() -> GenerateOutput:
             answer = await self._aclient.post(_MESSAGES_PATH, body)  # type: ignore[union-attr]
-            return _read_message(answer, self._base_url(), structured=structured_output is not None, wrapped=wrapped)
+            return self.output_of_message(answer, structured_output, source=source)
 
         if num_generations == 1:
             return await one_answer()
@@ -263,36 +352,3 @@ def _tool_input_schema(schema: Dict[str, Any]) -> Tuple[Dict[str, Any], bool]:
     definitions = {key: schema[key] for key in ("$defs", "definitions") if key in schema}
     inner = {key: value for key, value in schema.items() if key not in definitions}
     return {"type": "object", "properties": {"value": inner}, "required": ["value"], **definitions}, True
-
-
-def _read_message(answer: Any, base_url: str, *, structured: bool, wrapped: bool) -> GenerateOutput:
-    """One generation from a Messages API answer (see the module docstring)."""
-    if not isinstance(answer, dict) or not isinstance(answer.get("content"), list):
-        raise MalformedResponseError(
-            f"the answer from {base_url}/{_MESSAGES_PATH} is not a message (no `content` list): {str(answer)[:200]}"
-        )
-    blocks = [block for block in answer["content"] if isinstance(block, dict)]
-    stop_reason = answer.get("stop_reason")
-    text: Optional[str] = None
-    if structured:
-        calls = [b for b in blocks if b.get("type") == "tool_use" and b.get("name") == STRUCTURED_OUTPUT_TOOL]
-        call = calls[0] if calls else None
-        if call is not None and isinstance(call.get("input"), dict):
-            value = call["input"].get("value") if wrapped else call["input"]
-            text = json.dumps(value, ensure_ascii=False)
-    else:
-        texts = [b["text"] for b in blocks if b.get("type") == "text" and isinstance(b.get("text"), str)]
-        text = "".join(texts) if texts else None
-    if stop_reason == "refusal":
-        # Whatever came before the refusal is not an answer.
-        text = None
-    usage = answer.get("usage") or {}
-    # Prompt-cache reads and writes are input the model read too (and what the token limits count).
-    input_tokens = sum(
-        usage.get(key) or 0 for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    )
-    return {
-        "generations": [text],
-        "statistics": {"input_tokens": [input_tokens], "output_tokens": [usage.get("output_tokens") or 0]},
-        "finish_reasons": [stop_reason],
-    }
