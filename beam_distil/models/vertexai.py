@@ -26,12 +26,20 @@ generation, the candidate's ``finishReason`` (``"STOP"``, ``"MAX_TOKENS"``, ``"S
 ``"PROMPT_BLOCKED:<blockReason>"`` when the prompt itself was blocked, or ``None`` for a candidate the server did
 not return. A generation whose candidate was blocked (a safety, recitation, blocklist... finish reason) is
 ``None``, and its finish reason says why.
+
+With ``use_offline_batch_generation=True`` the requests go to Vertex AI batch prediction instead
+(``beam_distil.models.vertexai_batch``): the same request bodies, written as JSONL under ``offline_batch_location``
+(a ``gs://`` folder), answered at about half the price within a day::
+
+    llm = VertexAILLM(model="gemini-2.0-flash", project="my-project", use_offline_batch_generation=True,
+                      offline_batch_location="gs://my-bucket/vertex-batches")
 """
 
 from __future__ import annotations
 
+import copy
 import os
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
@@ -39,6 +47,9 @@ from beam_distil.helpers import secret_digest
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
+
+if TYPE_CHECKING:
+    from beam_distil.models.vertexai_batch import VertexBatchAPI
 
 _PROJECT_ENV_VAR = "GOOGLE_CLOUD_PROJECT"
 _LOCATION_ENV_VAR = "GOOGLE_CLOUD_LOCATION"
@@ -74,6 +85,8 @@ def _enum_name(value: Any) -> Optional[str]:
 class VertexAILLM(AsyncLLM):
     """Gemini ``generateContent`` on Vertex AI; ``input`` is a list of messages or a single user prompt."""
 
+    supports_offline_batch_generation: ClassVar[bool] = True
+
     # Gemini's documented ranges.
     generation_kwarg_ranges: ClassVar[Dict[str, Tuple[Optional[float], Optional[float]]]] = {
         "max_new_tokens": (1, None),
@@ -98,6 +111,12 @@ class VertexAILLM(AsyncLLM):
         description="An OAuth access token; when not given, Application Default Credentials on the worker.",
     )
     timeout: RuntimeParameter[PositiveFloat] = Field(default=120, description="Seconds before one request attempt times out.")
+    offline_batch_location: Optional[RuntimeParameter[str]] = Field(
+        default=None,
+        description="A gs:// folder for Vertex AI batch prediction (needed with use_offline_batch_generation=True):"
+        " each batch's input.jsonl and output/ go under <folder>/<submission>/. The workers and Vertex AI's service"
+        " agent must both be able to read and write it; keep it in the job's region.",
+    )
 
     _aclient: Any = PrivateAttr(default=None)
 
@@ -114,13 +133,54 @@ class VertexAILLM(AsyncLLM):
     def _token(self) -> Optional[str]:
         return self.api_token.get_secret_value() if self.api_token is not None else None
 
+    def _project_problem(self) -> Optional[str]:
+        if self._resolved_project():
+            return None
+        return (
+            f"no Google Cloud project for model {self.model!r}: pass `project=` or set the"
+            f" `{_PROJECT_ENV_VAR}` environment variable"
+        )
+
+    def _offline_batch_location_problem(self) -> Optional[str]:
+        location = self.offline_batch_location
+        if not location:
+            return (
+                f"VertexAILLM {self.model!r} has use_offline_batch_generation=True but no offline_batch_location:"
+                " set it to a gs:// folder that the workers and Vertex AI's service agent can read and write"
+                " (e.g. offline_batch_location='gs://my-bucket/vertex-batches'); each batch's input and output"
+                " files are written under it"
+            )
+        # Vertex AI reads batch input only from Cloud Storage; another path can only work against a test endpoint.
+        if not location.startswith("gs://") and not self.base_url:
+            return (
+                f"VertexAILLM {self.model!r}: offline_batch_location {location!r} is not a gs:// folder, and Vertex"
+                " AI batch prediction reads its input from Cloud Storage only: use a gs://bucket/folder path"
+            )
+        return None
+
     def check_ready(self) -> List[str]:
-        if not self._resolved_project():
-            return [
-                f"no Google Cloud project for model {self.model!r}: pass `project=` or set the"
-                f" `{_PROJECT_ENV_VAR}` environment variable"
-            ]
-        return []
+        problems = [self._project_problem()]
+        if self.use_offline_batch_generation:
+            problems.append(self._offline_batch_location_problem())
+        return [problem for problem in problems if problem is not None]
+
+    def cache_identity(self) -> Dict[str, Any]:
+        # Where batch files are kept changes nothing in the answers, so a batch run and an online run share their
+        # cached completions. The base class only leaves out LLM._operational_fields, which has no such field.
+        identity = super().cache_identity()
+        identity.pop("offline_batch_location", None)
+        return identity
+
+    def offline_batch_api(self) -> "VertexBatchAPI":
+        """Vertex AI batch prediction for this model, on the client ``load()`` made (see ``vertexai_batch``)."""
+        from beam_distil.models.vertexai_batch import VertexBatchAPI
+
+        problem = self._offline_batch_location_problem()
+        if problem is not None:
+            raise ValueError(problem)
+        if self._aclient is None:
+            self.load()
+        return VertexBatchAPI(self, self._aclient, self.offline_batch_location)  # type: ignore[arg-type]
 
     def prompts_go_to(self) -> Optional[str]:
         endpoint = f"{self.base_url} " if getattr(self, "base_url", None) else ""
@@ -154,7 +214,7 @@ class VertexAILLM(AsyncLLM):
 
         project = self._resolved_project()
         if not project:
-            raise ValueError(self.check_ready()[0])
+            raise ValueError(self._project_problem())
         # Retries are AsyncLLM.acall's (one attempt per SDK call): the SDK's own retries ignore Retry-After for
         # generateContent (google-genai 2.34, `_api_client.retry_args`) and would not adapt concurrency on 429s.
         retry_options = types.HttpRetryOptions(attempts=1)
@@ -186,6 +246,13 @@ class VertexAILLM(AsyncLLM):
             except ValueError:  # an HTTP date: the backoff applies
                 seconds = None
             return RetryDecision(retryable=retryable, retry_after=seconds, rate_limited=error.code == 429)
+        # The SDK's transports (aiohttp when installed, else httpx) raise their own errors for a refused or dropped
+        # connection, which are none of the base class's.
+        import aiohttp
+        import httpx
+
+        if isinstance(error, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, httpx.TransportError)):
+            return RetryDecision(retryable=True)
         return super().classify_error(error)
 
     @staticmethod
@@ -207,7 +274,7 @@ class VertexAILLM(AsyncLLM):
             contents.append({"role": _ROLES[role], "parts": [{"text": text}]})
         return ("\n\n".join(system) if system else None), contents
 
-    async def agenerate(  # type: ignore[override]
+    def generate_content_request(
         self,
         input: FormattedInput,
         num_generations: int = 1,
@@ -219,36 +286,43 @@ class VertexAILLM(AsyncLLM):
         seed: Optional[int] = None,
         safety_settings: Optional[List[Dict[str, Any]]] = None,
         structured_output: Optional[Dict[str, Any]] = None,
-    ) -> GenerateOutput:
-        """One request returning ``num_generations`` candidates (``candidate_count``).
+    ) -> Dict[str, Any]:
+        """The body of the ``generateContent`` request for ``input`` (Vertex AI's ``GenerateContentRequest`` in its
+        REST JSON form, model left out): what ``agenerate`` sends, and what a batch input line holds.
 
-        ``structured_output`` is a JSON schema the answer must follow (sent as ``responseJsonSchema`` with
-        ``responseMimeType: application/json``). ``safety_settings`` is a list of
-        ``{"category": ..., "threshold": ...}``. The output's extra ``finish_reasons`` key is described in the
-        module docstring.
+        ``llm.generate_content_request("Hi", max_new_tokens=16)`` is
+        ``{"contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+        "generationConfig": {"candidateCount": 1, "maxOutputTokens": 16}}``.
         """
+        system_instruction, contents = self._contents(input)
+        generation_config: Dict[str, Any] = {"candidateCount": num_generations, "maxOutputTokens": max_new_tokens}
+        optional = {
+            "temperature": temperature,
+            "topP": top_p,
+            "topK": top_k,
+            "stopSequences": [stop] if isinstance(stop, str) else stop,
+            "seed": seed,
+        }
+        generation_config.update({key: value for key, value in optional.items() if value is not None})
+        if structured_output is not None:
+            generation_config.update(responseMimeType="application/json", responseJsonSchema=structured_output)
+        request: Dict[str, Any] = {"contents": contents, "generationConfig": generation_config}
+        if system_instruction is not None:
+            request["systemInstruction"] = {"parts": [{"text": system_instruction}]}
+        if safety_settings is not None:
+            request["safetySettings"] = safety_settings
+        return request
+
+    @staticmethod
+    def output_of_response(response: Any, num_generations: int) -> GenerateOutput:
+        """The ``GenerateOutput`` of a ``generateContent`` response: the SDK's ``GenerateContentResponse``, or the
+        REST JSON of one (a batch prediction's ``response``). Its ``finish_reasons`` are described in the module
+        docstring."""
         from google.genai import types
 
-        if self._aclient is None:
-            self.load()
-        system_instruction, contents = self._contents(input)
-        config: Dict[str, Any] = {"candidate_count": num_generations, "max_output_tokens": max_new_tokens}
-        optional = {
-            "system_instruction": system_instruction,
-            "temperature": temperature,
-            "top_p": top_p,
-            "top_k": top_k,
-            "stop_sequences": [stop] if isinstance(stop, str) else stop,
-            "seed": seed,
-            "safety_settings": safety_settings,
-        }
-        config.update({key: value for key, value in optional.items() if value is not None})
-        if structured_output is not None:
-            config.update(response_mime_type="application/json", response_json_schema=structured_output)
-        response = await self._aclient.models.generate_content(
-            model=self.model, contents=contents, config=types.GenerateContentConfig(**config)
-        )
-
+        if isinstance(response, dict):
+            # The SDK's own parse of a REST response: fields it does not know are dropped rather than refused.
+            response = types.GenerateContentResponse._from_response(response=copy.deepcopy(response), kwargs={})
         generations: List[Optional[str]] = []
         finish_reasons: List[Optional[str]] = []
         feedback = response.prompt_feedback
@@ -277,3 +351,48 @@ class VertexAILLM(AsyncLLM):
             },
             "finish_reasons": finish_reasons,
         }
+
+    async def agenerate(  # type: ignore[override]
+        self,
+        input: FormattedInput,
+        num_generations: int = 1,
+        max_new_tokens: int = 128,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        top_k: Optional[int] = None,
+        stop: Optional[Union[str, List[str]]] = None,
+        seed: Optional[int] = None,
+        safety_settings: Optional[List[Dict[str, Any]]] = None,
+        structured_output: Optional[Dict[str, Any]] = None,
+    ) -> GenerateOutput:
+        """One request returning ``num_generations`` candidates (``candidate_count``).
+
+        ``structured_output`` is a JSON schema the answer must follow (sent as ``responseJsonSchema`` with
+        ``responseMimeType: application/json``). ``safety_settings`` is a list of
+        ``{"category": ..., "threshold": ...}``. The output's extra ``finish_reasons`` key is described in the
+        module docstring.
+        """
+        from google.genai import types
+
+        if self._aclient is None:
+            self.load()
+        request = self.generate_content_request(
+            input,
+            num_generations,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            stop=stop,
+            seed=seed,
+            safety_settings=safety_settings,
+            structured_output=structured_output,
+        )
+        # The SDK takes the request's top-level settings and its generationConfig as one config (its models accept
+        # the REST field names), and turns them back into this same body.
+        config = dict(request["generationConfig"])
+        config.update({key: request[key] for key in ("systemInstruction", "safetySettings") if key in request})
+        response = await self._aclient.models.generate_content(
+            model=self.model, contents=request["contents"], config=types.GenerateContentConfig.model_validate(config)
+        )
+        return self.output_of_response(response, num_generations)
