@@ -10,6 +10,8 @@ Example::
 ``--param STEP.PATH.TO.PARAMETER=VALUE`` sets a runtime parameter; ``VALUE`` is read as a YAML scalar or flow
 collection (``0.7`` is a float, ``true`` a bool, ``[1, 2]`` a list, ``{a: 1}`` a dict, ``"0.7"`` a string).
 Everything after ``--`` is passed to Beam as pipeline options. ``python -m beam_distil`` is the same command.
+``--prices prices.yaml`` (``gpt-4o-mini: {input: 0.15, output: 0.6}``, US dollars per million tokens) adds each
+model's cost to the run summary (``beam_distil.run_cost``).
 
 Exit codes: 0 on success; 1 when every row of a task failed (the Distiset is saved all the same, with each
 row's reason); 2 for a bad command line, a config that cannot be loaded, parameters the pipeline rejects or a
@@ -143,6 +145,7 @@ def _run(args: argparse.Namespace, beam_options: List[str]) -> int:
         parameters = overrides_from_params(args.param or [])
     except ParameterOverrideError as error:
         raise CliError(str(error)) from None
+    prices = _load_prices(args.prices)
     pipeline = _load(args.config)
     problem = _output_problem(args.output)
     if problem is not None:  # found before any request is paid for, not after
@@ -154,6 +157,7 @@ def _run(args: argparse.Namespace, beam_options: List[str]) -> int:
             output_dir=args.beam_output_dir,
             dead_letter_dir=args.dead_letter_dir,
             use_cache=not args.ignore_cache,
+            prices=prices,
         )
     except PipelineValidationError as error:
         raise CliError(str(error)) from None
@@ -171,6 +175,25 @@ def _run(args: argparse.Namespace, beam_options: List[str]) -> int:
         )
         return 1
     return 0
+
+
+def _load_prices(path: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The ``--prices`` file (YAML or JSON, local or ``gs://``) as checked ``ModelPrice``s by model name. The
+    file is untrusted input: read with the project's guards on size, nesting and aliases, and a safe loader."""
+    if path is None:
+        return None
+    from beam_distil.pipeline.serialization import PipelineSerializationError, parse_text, read_text
+    from beam_distil.run_cost import InvalidPricesError, parse_prices
+
+    try:
+        data = parse_text(read_text(path), "yaml", source=path)  # JSON is YAML too
+    except (PipelineSerializationError, OSError, UnicodeDecodeError) as error:
+        raise CliError(f"--prices {path!r} cannot be read: {error}") from None
+    try:
+        return parse_prices(data)
+    except InvalidPricesError as error:
+        listed = "\n".join(f"  - {problem}" for problem in error.problems)
+        raise CliError(f"--prices {path!r} is not valid:\n{listed}") from None
 
 
 def _output_problem(output: str) -> Optional[str]:
@@ -237,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Where every task's failed rows also go, as JSON lines (the rows stay in the Distiset either way).",
     )
     run.add_argument("--ignore-cache", action="store_true", help="Do not use the completions cache for this run.")
+    run.add_argument(
+        "--prices",
+        default=None,
+        metavar="PRICES.yaml",
+        help="US dollars per million tokens per model, e.g. `gpt-4o-mini: {input: 0.15, output: 0.6}` (optional"
+        " batch_input, batch_output: default half); the run summary then shows each model's cost.",
+    )
     return parser
 
 

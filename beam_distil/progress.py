@@ -22,7 +22,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, TextIO
 
-_COUNTERS = ("rows_in", "rows_out", "in_flight", "input_tokens", "output_tokens", "failures")
+_COUNTERS = (
+    "rows_in", "rows_out", "in_flight", "input_tokens", "output_tokens", "failures",
+    "batches_open", "batch_requests", "batch_answered",
+)
 
 
 @dataclass
@@ -33,6 +36,10 @@ class StepProgress:
     input_tokens: int = 0
     output_tokens: int = 0
     failures: int = 0
+    batches_open: int = 0
+    """Provider batches this step waits on (``use_offline_batch_generation``)."""
+    batch_requests: int = 0
+    batch_answered: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -88,6 +95,10 @@ def render(steps: List[str], snapshot: Dict[str, StepProgress], totals: Dict[str
                 f"tokens {progress.input_tokens}/{progress.output_tokens}",
                 f"failures {progress.failures}",
             ]
+        if progress.batch_requests:
+            parts.append(
+                f"batches open {progress.batches_open}, answered {progress.batch_answered}/{progress.batch_requests}"
+            )
         lines.append("  ".join(parts))
     return lines
 

@@ -1,11 +1,13 @@
-"""The summary of a finished run: Beam counters per step, and the table printed at its end (rows, LLM
-requests, failures and tokens per step)."""
+"""The summary of a finished run: Beam counters per step, and the tables printed at its end (rows, LLM
+requests, failures and tokens per step; then tokens and cost per model, ``beam_distil.run_cost``)."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from beam_distil.run_cost import ModelPrice, ModelUsage, format_usage
 
 logger = logging.getLogger("beam_distil")
 
@@ -65,11 +67,22 @@ def format_summary(metrics: Dict[str, Dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def report_summary(pipeline_name: str, metrics: Dict[str, Dict[str, int]], logging_configured: bool) -> None:
-    """The run summary: through logging when the application configured it, else on stderr."""
+def report_summary(
+    pipeline_name: str,
+    metrics: Dict[str, Dict[str, int]],
+    logging_configured: bool,
+    usage: Optional[Mapping[str, ModelUsage]] = None,
+    prices: Optional[Mapping[str, ModelPrice]] = None,
+) -> None:
+    """The run summary: through logging when the application configured it, else on stderr.
+
+    With ``usage`` (``run_cost.tokens_by_model``), the per-step table is followed by one of requests, tokens and
+    cost per model; ``prices`` (the run's) lets it point out a model name misspelled in them."""
     if not metrics:
         return
     text = f"Pipeline {pipeline_name!r} finished:\n{format_summary(metrics)}"
+    if usage:
+        text += f"\n\nTokens and cost (US dollars) per model:\n{format_usage(usage, prices)}"
     if logging_configured:
         logger.info(text)
     else:

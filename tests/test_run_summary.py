@@ -72,3 +72,21 @@ def test_a_complete_run_reports_no_lost_rows(openai_server, caplog):
     assert "lost rows" not in caplog.text
     assert pipeline.last_run_metrics["load"]["rows_out"] == 30
     assert pipeline.last_run_metrics["keep"]["rows_in"] == pipeline.last_run_metrics["group"]["rows_out"] > 0
+
+
+def test_a_run_without_prices_still_lists_the_tokens_of_each_model(openai_server, caplog):
+    from beam_distil.models import OpenAILLM
+    from beam_distil.steps.tasks import TextGeneration
+
+    with Pipeline("tokens") as pipeline:
+        load = LoadDataFromDicts(name="load", data=[{"instruction": "two words"}, {"instruction": "three more words"}])
+        load >> TextGeneration(name="gen", llm=OpenAILLM(model="m", base_url=openai_server.base_url, api_key="t"))
+    caplog.set_level(logging.INFO, logger="beam_distil")
+
+    pipeline.run(use_cache=False)
+
+    text = caplog.text
+    assert text.index("Pipeline 'tokens' finished:") < text.index("Tokens and cost (US dollars) per model:")
+    # The server counts words: 2 + 3 in, "m: two words" + "m: three more words" = 3 + 4 out.
+    assert ["m", "2", "5", "7", "0", "0", "no", "price"] in [line.split() for line in text.splitlines()]
+    assert pipeline.last_run_usage["m"].cost is None

@@ -44,6 +44,7 @@ from beam_distil.beam.runner import (
     option_problems,
     to_pipeline_options,
 )
+from beam_distil.beam.offline_batches import batches_not_finished
 from beam_distil.beam.row_slices import DEFAULT_ROWS_PER_SLICE, row_slices
 from beam_distil.beam.scratch_rows import read_scratch_rows
 from beam_distil.beam.translate import build_beam_graph
@@ -59,6 +60,7 @@ from beam_distil.errors import PipelineValidationError
 from beam_distil.helpers import is_url, to_text
 from beam_distil.output_files import read_output_rows, read_output_table
 from beam_distil.progress import ProgressReporter
+from beam_distil.run_cost import ModelUsage, model_of_each_task, prices_for_run, tokens_by_model
 from beam_distil.run_summary import add_counters, counters_by_step, report_summary, rows_lost_between_steps
 
 if TYPE_CHECKING:
@@ -82,6 +84,8 @@ class LaunchResult:
     """Every leaf step's rows; ``None`` when a remote job was submitted and not waited for."""
     metrics: Dict[str, Dict[str, int]] = field(default_factory=dict)
     """Beam counters per step (``rows_in``, ``llm_requests``, ``llm_failures``, tokens...) of a finished run."""
+    usage: Dict[str, ModelUsage] = field(default_factory=dict)
+    """Requests, tokens and cost per model of a finished run (``beam_distil.run_cost``)."""
 
     @property
     def state(self) -> str:
@@ -101,6 +105,7 @@ def launch(
     show_progress: Optional[bool] = None,
     wait_for_remote: bool = True,
     rows_per_slice: Optional[int] = DEFAULT_ROWS_PER_SLICE,
+    prices: Optional[Dict[str, Any]] = None,
 ) -> LaunchResult:
     """Validates ``pipeline`` with ``parameters``, builds its Beam graph, runs it and reports.
 
@@ -123,11 +128,15 @@ def launch(
         rows_per_slice: a local run goes through its generators' rows this many at a time, one Beam job each,
             so that its memory does not grow with the rows (``beam_distil.beam.row_slices``, which also says
             which pipelines run in one piece). ``None``: one job for all the rows.
+        prices: US dollars per million tokens per model name (``beam_distil.run_cost``), e.g.
+            ``{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}``: the summary and ``LaunchResult.usage`` then
+            give each model's cost. Checked before anything runs.
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {list(OUTPUT_FORMATS)}, got {output_format!r}")
     # Beam adds a root handler while it runs, so whether the application set up logging is read now.
     logging_configured = bool(logging.getLogger().handlers or logger.handlers)
+    model_prices = prices_for_run(pipeline.name, prices)
     pipeline.validate(parameters)
     pipeline_options = to_pipeline_options(options)
     problems = option_problems(pipeline_options)
@@ -139,6 +148,15 @@ def launch(
             f"Pipeline {pipeline.name!r}: a remote runner writes its results where the launching machine can read"
             " them: pass output_dir='gs://bucket/path' (any path Beam's FileSystems can write)."
         )
+    batch_tasks = [
+        name for name, step in pipeline.dag.steps.items()
+        if step.is_task and step.llm.use_offline_batch_generation
+    ]
+    if batch_tasks and not use_cache:
+        raise PipelineValidationError(pipeline.name, [
+            f"tasks {batch_tasks} send their requests to a provider batch API, whose batch ids are recorded next to"
+            " the response cache: run with use_cache=True (the default)."
+        ])
     cache_dir = cache_dir_for(pipeline, pipeline_options) if use_cache else None
     if not pipeline_options.view_as(TestOptions).dry_run:  # a dry run writes nothing and pays nothing
         check_locations(pipeline, cache_dir, output_dir, dead_letter_dir)
@@ -201,7 +219,8 @@ def launch(
     distiset.statistics = metrics
     if output_dir is not None:
         distiset.save_configs(output_dir)  # now with the dataset card, which needs the rows
-    report_summary(pipeline.name, metrics, logging_configured)
+    usage = tokens_by_model(metrics, model_of_each_task(pipeline.dag.steps), model_prices)
+    report_summary(pipeline.name, metrics, logging_configured, usage, model_prices)
     routed = {name for routing in pipeline.routing.values() for name in routing.downstream}
     edges = [
         (pipeline.dag.predecessors(name)[0], name)
@@ -210,7 +229,11 @@ def launch(
     ]
     for problem in rows_lost_between_steps(edges, metrics):
         logger.error("Pipeline %r lost rows: %s. The results are incomplete: run it again.", pipeline.name, problem)
-    return LaunchResult(result, distiset, metrics)
+    if batch_tasks and cache_dir is not None:
+        waiting = batches_not_finished(pipeline.name, batch_tasks, metrics, cache_dir, distiset)
+        if waiting is not None:
+            raise waiting
+    return LaunchResult(result, distiset, metrics, usage)
 
 
 def cache_dir_for(pipeline: "Pipeline", options: PipelineOptions) -> str:

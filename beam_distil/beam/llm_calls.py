@@ -34,6 +34,8 @@ class RowResult:
     """Calls answered from the response cache (not paid again)."""
     error: Optional[str] = None
     """Why the row failed (also in its ``distilabel_metadata["error_<task>"]``)."""
+    paid_in_batch: bool = False
+    """Whether its tokens were paid at the provider's batch rate (``use_offline_batch_generation``)."""
 
 
 async def call_llm(client: LLM, prompt: FormattedInput, num_generations: int, kwargs: Dict[str, Any]) -> CallOutcome:

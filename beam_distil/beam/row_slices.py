@@ -41,6 +41,9 @@ def why_not_sliced(dag: "DAG") -> Optional[str]:
             continue
         if step.is_global:
             return f"step {name!r} is a global step: it needs every row at once"
+        if step.is_task and step.llm.use_offline_batch_generation:
+            # In slices, each slice would wait for its own batches (hours) before the next slice could submit.
+            return f"task {name!r} sends its rows to a provider batch API: they go out together, in one job"
         if step.keyed_transform() is not None:
             return f"step {name!r} runs its own Beam transform over all the rows"
     return None

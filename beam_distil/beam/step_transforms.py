@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from beam_distil import progress
+from beam_distil.beam.batch_task_dofn import WAITING_TAG, OfflineBatchTaskDoFn
 from beam_distil.beam.task_dofn import DEAD_LETTER_TAG, TaskDoFn
 from beam_distil.rows import KeyedRow, Row, RowId, child_ids, encodable_row
 
@@ -165,9 +166,19 @@ class StepOnKeyedRows(beam.PTransform):
             min_batch_size=step.input_batch_size, max_batch_size=step.input_batch_size
         )
         if step.is_task:
-            outputs = batches | "Process" >> beam.ParDo(TaskDoFn(step, self._cache_dir, progress_board_id=self._progress_board_id)).with_outputs(
-                DEAD_LETTER_TAG, main="rows"
-            )
+            if step.llm.use_offline_batch_generation:
+                if self._cache_dir is None:
+                    raise ValueError(
+                        f"Task {step.name!r} sends its requests to a provider batch API, whose batch ids are recorded"
+                        " next to the response cache: give it a cache (TaskWithDeadLetters(task, cache_dir=...), or"
+                        " run the pipeline with use_cache=True)."
+                    )
+                dofn: TaskDoFn = OfflineBatchTaskDoFn(step, self._cache_dir, progress_board_id=self._progress_board_id)
+                tags = (DEAD_LETTER_TAG, WAITING_TAG)
+            else:
+                dofn = TaskDoFn(step, self._cache_dir, progress_board_id=self._progress_board_id)
+                tags = (DEAD_LETTER_TAG,)
+            outputs = batches | "Process" >> beam.ParDo(dofn).with_outputs(*tags, main="rows")
             self.dead_letters = outputs[DEAD_LETTER_TAG]
             return outputs["rows"]
         return batches | "Process" >> beam.ParDo(_StepDoFn(step, self._joined, self._progress_board_id))
@@ -180,12 +191,15 @@ class TaskWithDeadLetters(beam.PTransform):
     row is in ``rows`` too (with ``None`` outputs), so nothing is lost either way.
     """
 
-    def __init__(self, task: "Task") -> None:
+    def __init__(self, task: "Task", cache_dir: Optional[str] = None) -> None:
+        """``cache_dir``: the response cache (any ``FileSystems`` path); ``None`` for none. A task with
+        ``use_offline_batch_generation`` needs one: its batch ids are recorded there."""
         super().__init__(label=task.name)
         self._task = task
+        self._cache_dir = cache_dir
 
     def expand(self, rows: beam.PCollection) -> Tuple[beam.PCollection, beam.PCollection]:
-        step = StepOnKeyedRows(self._task)
+        step = StepOnKeyedRows(self._task, cache_dir=self._cache_dir)
         out = rows | "AddRowIds" >> beam.Map(lambda row: ((), row)) | "Step" >> step
         return out | "DropRowIds" >> beam.Values(), step.dead_letters
 

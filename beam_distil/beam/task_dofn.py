@@ -73,6 +73,9 @@ class TaskDoFn(beam.DoFn):
         self._failures = Metrics.counter(name, "llm_failures")
         self._input_tokens = Metrics.counter(name, "input_tokens")
         self._output_tokens = Metrics.counter(name, "output_tokens")
+        # The part of the tokens paid at the provider's batch rate (use_offline_batch_generation).
+        self._batch_input_tokens = Metrics.counter(name, "batch_input_tokens")
+        self._batch_output_tokens = Metrics.counter(name, "batch_output_tokens")
         self._retries = Metrics.counter(name, "llm_retries")
         self._cache_hits = Metrics.counter(name, "cache_hits")
         self._unencodable_rows = Metrics.counter(name, "unencodable_rows")
@@ -150,14 +153,20 @@ class TaskDoFn(beam.DoFn):
         self._pending.discard(batch)
         self._rows_pending -= len(batch.row_ids)
         for row_id, result in zip(batch.row_ids, batch.future.result()):
-            self._count(result)
-            rows = [self._encodable(self._task.rename_outputs(row)) for row in result.rows]
-            for output_id, row in zip(child_ids(row_id, len(rows)), rows):
-                yield WindowedValue((output_id, row), batch.timestamp, (batch.window,))
-                if result.failed:
-                    # The row also stays in the main output; this copy is for whoever reruns the failures.
-                    record = {"step": self._task.name, "row_id": list(output_id), "error": result.error, "row": row}
-                    yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(record, batch.timestamp, (batch.window,)))
+            yield from self._emit_result(row_id, result, batch.window, batch.timestamp)
+
+    def _emit_result(
+        self, row_id: RowId, result: RowResult, window: BoundedWindow, timestamp: Timestamp
+    ) -> Iterator[WindowedValue]:
+        """The output rows of one input row (and their dead-letter copies when it failed), counted."""
+        self._count(result)
+        rows = [self._encodable(self._task.rename_outputs(row)) for row in result.rows]
+        for output_id, row in zip(child_ids(row_id, len(rows)), rows):
+            yield WindowedValue((output_id, row), timestamp, (window,))
+            if result.failed:
+                # The row also stays in the main output; this copy is for whoever reruns the failures.
+                record = {"step": self._task.name, "row_id": list(output_id), "error": result.error, "row": row}
+                yield TaggedOutput(DEAD_LETTER_TAG, WindowedValue(record, timestamp, (window,)))
 
     def _encodable(self, row: dict) -> dict:
         # An answer can hold a lone surrogate (a JSON "\ud800" escape): kept escaped, so the row can be encoded.
@@ -172,6 +181,9 @@ class TaskDoFn(beam.DoFn):
         self._failures.inc(int(result.failed))
         self._input_tokens.inc(result.input_tokens)
         self._output_tokens.inc(result.output_tokens)
+        if result.paid_in_batch:
+            self._batch_input_tokens.inc(result.input_tokens)
+            self._batch_output_tokens.inc(result.output_tokens)
         self._retries.inc(result.retries)
         self._cache_hits.inc(result.cache_hits)
         progress.report(

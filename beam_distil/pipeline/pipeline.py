@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from beam_distil.beam.runner import BeamOptions
     from beam_distil.distiset import Distiset
     from beam_distil.pipeline.routing import RoutingBatchFunction
+    from beam_distil.run_cost import ModelUsage
     from beam_distil.steps.base import _Step
 
 # distilabel's name for a pipeline made without one, until its block closes or it runs.
@@ -78,6 +79,8 @@ class Pipeline:
         self.dag = DAG()
         self.routing: Dict[str, "RoutingBatchFunction"] = {}
         self.last_run_metrics: Dict[str, Dict[str, int]] = {}
+        # Requests, tokens and cost per model name of the last run (beam_distil.run_cost.ModelUsage).
+        self.last_run_usage: Dict[str, "ModelUsage"] = {}
         self._requirements = valid_requirements(requirements or [], owner=f"Pipeline {self.name!r}")
 
     def __enter__(self) -> "Pipeline":
@@ -226,6 +229,7 @@ class Pipeline:
         output_format: str = "parquet",
         show_progress: Optional[bool] = None,
         rows_per_slice: Optional[int] = DEFAULT_ROWS_PER_SLICE,
+        prices: Optional[Dict[str, Any]] = None,
     ) -> "Distiset":
         """Validates, runs the pipeline on Beam and returns a ``Distiset`` of every leaf step's rows.
 
@@ -249,17 +253,25 @@ class Pipeline:
                 each, so that its memory stays bounded however many rows there are (results, order, routing and
                 counters are those of one job). A pipeline with a global step, or a generator that calls an LLM,
                 runs in one job. ``None``: always one job.
+            prices: US dollars per million tokens per model name (a task's ``llm.model_name``), e.g.
+                ``{"gpt-4o-mini": {"input": 0.15, "output": 0.6, "batch_input": 0.075, "batch_output": 0.3}}``
+                (batch rates default to half the online ones). The run summary then shows each model's cost,
+                and ``last_run_usage`` holds it. A price for a model no task uses is ignored. Checked before
+                anything runs (``beam_distil.run_cost``).
         """
         from beam_distil.beam.launch import launch
+        from beam_distil.run_cost import prices_for_run
 
+        prices = prices_for_run(self.name, prices)  # a mistake in them is found before the dataset is added
         if dataset is not None:
             self._add_dataset(dataset)
         result = launch(
             self, parameters, options=options, output_dir=output_dir, output_format=output_format,
             dead_letter_dir=dead_letter_dir, use_cache=use_cache, show_progress=show_progress,
-            rows_per_slice=rows_per_slice,
+            rows_per_slice=rows_per_slice, prices=prices,
         )
         self.last_run_metrics = result.metrics
+        self.last_run_usage = result.usage
         return result.distiset
 
     def dry_run(
@@ -280,6 +292,7 @@ class Pipeline:
             self._add_dataset(dataset)
         result = launch(self, parameters, options=options, row_limit=batch_size)
         self.last_run_metrics = result.metrics
+        self.last_run_usage = result.usage
         return result.distiset
 
     # -- serialization (beam_distil.pipeline.serialization) ---------------------------------------------------

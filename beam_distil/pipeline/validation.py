@@ -120,6 +120,23 @@ def _check_llm(step: "_Step", llm: LLM) -> List[str]:
     return problems
 
 
+def _check_offline_batch_generation(step: "_Step", llm: LLM) -> List[str]:
+    """A provider batch answers each request once, hours later: it fits a task with one call per row."""
+    if not llm.use_offline_batch_generation:
+        return []
+    if step.is_generator:
+        return [
+            f"Step {step.name!r}: a generator's LLM cannot use offline batch generation (its rows come from the"
+            " calls themselves); set use_offline_batch_generation=False on its LLM."
+        ]
+    if getattr(step, "calls_in_sequence", False):
+        return [
+            f"Step {step.name!r}: {type(step).__name__} makes several LLM calls per row, each depending on the last"
+            " answer, which a provider batch cannot do; set use_offline_batch_generation=False on its LLM."
+        ]
+    return []
+
+
 def _check_routing(pipeline: "Pipeline") -> List[str]:
     from beam_distil.pipeline.routing import RoutingError
 
@@ -195,6 +212,7 @@ def validate_pipeline(pipeline: "Pipeline") -> None:
         llm = getattr(step, "llm", None)
         if isinstance(llm, LLM):  # tasks, and generators that own an LLM
             problems.extend(_check_llm(step, llm))
+            problems.extend(_check_offline_batch_generation(step, llm))
     problems.extend(_check_routing(pipeline))
     problems.extend(_check_uniform_inputs(pipeline))
     if not problems:

@@ -73,14 +73,17 @@ class Task(Step, ABC):
     def format_output(self, output: Optional[str], input: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """The columns parsed from one generation (``output`` is ``None`` when the call failed)."""
 
-    def with_dead_letters(self) -> Any:
+    def with_dead_letters(self, cache_dir: Optional[str] = None) -> Any:
         """This task as a PTransform giving ``(rows, dead_letters)``, for Beam jobs that route failures::
 
             rows, failed = pcoll | TextGeneration(llm=...).with_dead_letters()
+
+        ``cache_dir`` (any ``FileSystems`` path): the response cache; an LLM with
+        ``use_offline_batch_generation`` needs one, its batch ids are recorded there.
         """
         from beam_distil.beam.step_transforms import TaskWithDeadLetters
 
-        return TaskWithDeadLetters(self)
+        return TaskWithDeadLetters(self, cache_dir=cache_dir)
 
     def model_post_init(self, __context: Any) -> None:
         super().model_post_init(__context)
