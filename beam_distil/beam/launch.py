@@ -265,6 +265,12 @@ def check_locations(
         (output_dir, "output_dir", "pass an output_dir this process and the workers can write"),
         (dead_letter_dir, "dead_letter_dir", "pass a dead_letter_dir this process and the workers can write"),
     ]
+    for name, step in pipeline.dag.steps.items():
+        llm = getattr(step, "llm", None)
+        location = getattr(llm, "offline_batch_location", None)
+        if step.is_task and llm.use_offline_batch_generation and location:
+            checks.append((location, f"step {name!r}: offline_batch_location",
+                           "give its LLM an offline_batch_location this process, the workers and the provider can write"))
     for directory, what, remedy in checks:
         if directory is not None:
             problem = writability_problem(directory)

@@ -84,7 +84,6 @@ class _Tracked:
 
     record: BatchRecord
     wanted: Set[str]
-    resumed: bool = False
     ended_before: bool = False
     """The batch had ended in an earlier run: its requests left without a usable answer are asked again now,
     as an online re-run asks again for what failed."""
@@ -115,7 +114,7 @@ class OfflineBatches:
         lines: Dict[str, bytes] = {}
         rows: Dict[int, _Row] = {}
         for index, (row_id, input) in enumerate(zip(row_ids, inputs)):
-            outcome = await self._prepare(index, row_id, input, requests, lines)
+            outcome = await self._prepare(row_id, input, requests, lines)
             if isinstance(outcome, RowResult):
                 results[index] = outcome
                 continue
@@ -124,54 +123,17 @@ class OfflineBatches:
             return results, counts
 
         answered: Dict[str, BatchAnswer] = {}
-        ledger_index = await self._io(self._ledger.load_index)
-        tracked: Dict[str, _Tracked] = {}
-        new: List[str] = []
-        for custom_id in requests:
-            records = ledger_index.get(custom_id)
-            if not records:
-                new.append(custom_id)
-                continue
-            latest = records[-1]
-            entry = tracked.setdefault(
-                latest.submission, _Tracked(latest, set(), resumed=True, ended_before=latest.final)
-            )
-            entry.wanted.add(custom_id)
-        attempts = {custom_id: len(ledger_index.get(custom_id, ())) for custom_id in requests}
-        for entry in list(tracked.values()):
-            if entry.record.batch_id is None:  # recorded, then the process died before the provider's answer
-                found = await self._call(self._api.find_batch, entry.record.submission)
-                if found is None:
-                    del tracked[entry.record.submission]
-                    entry.record.final, entry.record.last_status = True, "never created"
-                    await self._io(self._ledger.save, entry.record)
-                    new.extend(entry.wanted)  # never created: sent now, in a batch of this call
-                    for custom_id in entry.wanted:
-                        attempts[custom_id] -= 1
-                    continue
-                entry.record.batch_id = found
-                await self._io(self._ledger.save, entry.record)
+        failed_requests: Dict[str, str] = {}
+        tracked, new, attempts = await self._resume(requests)
         counts.batches_resumed = len(tracked)
         self._report(batches_open=len(tracked), batch_requests=len(requests))
-        failed_requests: Dict[str, str] = {}
         await self._submit(new, lines, attempts, tracked, failed_requests, counts)
 
         block = self._client.offline_batch_generation_block_until_done
         while True:
             unanswered: Dict[str, str] = {}
             for submission, entry in list(tracked.items()):
-                try:
-                    status = await self._status(entry)
-                    batch_answers = await self._call(self._api.answers, entry.record.batch_id) if status.is_final else {}
-                except Exception as error:  # noqa: BLE001 — transient ones were retried; this batch is lost
-                    if self._api.is_transient(error):
-                        raise  # the bundle fails; Beam's retry, or the next run, resumes from the ledger
-                    # A batch the provider no longer knows (deleted, another account): its requests are unanswered.
-                    reason = f"{self._api.provider} batch {entry.record.batch_id} cannot be read: {describe_error(error, self._client)}"
-                    status = BatchStatus(state="failed", provider_status="unreadable", error=reason)
-                    batch_answers = {}
-                    entry.record.final, entry.record.last_status = True, "unreadable"
-                    await self._io(self._ledger.save, entry.record)
+                status, batch_answers = await self._poll(entry)
                 if not status.is_final:
                     continue
                 del tracked[submission]
@@ -204,8 +166,39 @@ class OfflineBatches:
             await asyncio.sleep(block)
         return results, counts
 
+    async def _resume(self, requests: Dict[str, BatchRequest]) -> "tuple[Dict[str, _Tracked], List[str], Dict[str, int]]":
+        """What the ledger knows of ``requests``: the batches holding them (by submission), the requests never
+        submitted, and how many times each was submitted already."""
+        ledger_index = await self._io(self._ledger.load_index)
+        tracked: Dict[str, _Tracked] = {}
+        new: List[str] = []
+        for custom_id in requests:
+            records = ledger_index.get(custom_id)
+            if not records:
+                new.append(custom_id)
+                continue
+            latest = records[-1]
+            entry = tracked.setdefault(latest.submission, _Tracked(latest, set(), ended_before=latest.final))
+            entry.wanted.add(custom_id)
+        attempts = {custom_id: len(ledger_index.get(custom_id, ())) for custom_id in requests}
+        for entry in list(tracked.values()):
+            if entry.record.batch_id is not None:
+                continue
+            # Recorded, then the process died before the provider gave the batch's id: did it create it?
+            found = await self._call(self._api.find_batch, entry.record.submission)
+            if found is None:
+                del tracked[entry.record.submission]
+                entry.record.final, entry.record.last_status = True, "never created"
+                new.extend(entry.wanted)  # sent now, in a batch of this call
+                for custom_id in entry.wanted:
+                    attempts[custom_id] -= 1
+            else:
+                entry.record.batch_id = found
+            await self._io(self._ledger.save, entry.record)
+        return tracked, new, attempts
+
     async def _prepare(
-        self, index: int, row_id: RowId, input: Dict[str, Any], requests: Dict[str, BatchRequest],
+        self, row_id: RowId, input: Dict[str, Any], requests: Dict[str, BatchRequest],
         lines: Dict[str, bytes],
     ) -> "RowResult | _Row":
         """The row's cached result, its failure (a prompt that cannot be formatted or sent), or its requests."""
@@ -300,6 +293,21 @@ class OfflineBatches:
             chunks.append(current)
         return chunks
 
+    async def _poll(self, entry: _Tracked) -> "tuple[BatchStatus, Dict[str, BatchAnswer]]":
+        """The batch's status, and its answers once it has ended. A batch the provider no longer knows (deleted,
+        another account) ends here as failed, its requests unanswered; an error worth retrying that outlasted
+        its retries fails the bundle, and Beam's retry of it, or the next run, resumes from the ledger."""
+        try:
+            status = await self._status(entry)
+            return status, (await self._call(self._api.answers, entry.record.batch_id) if status.is_final else {})
+        except Exception as error:  # noqa: BLE001 — transient ones re-raised, the others make the batch lost
+            if self._api.is_transient(error):
+                raise
+            reason = f"{self._api.provider} batch {entry.record.batch_id} cannot be read: {describe_error(error, self._client)}"
+            entry.record.final, entry.record.last_status = True, "unreadable"
+            await self._io(self._ledger.save, entry.record)
+            return BatchStatus(state="failed", provider_status="unreadable", error=reason), {}
+
     async def _status(self, entry: _Tracked) -> BatchStatus:
         status = await self._call(self._api.status, entry.record.batch_id)
         seen = f"{status.provider_status} {status.completed}/{status.total}"
@@ -354,23 +362,17 @@ class OfflineBatches:
     async def _create(self, submission: str, lines: List[bytes]) -> str:
         """Creates one batch, retried like any call; but before a retry, the provider's list of batches is asked
         whether the failed attempt created it after all (its answer lost on the way), so it is not paid twice."""
-        retries = 0
-        while True:
-            try:
-                return await self._api.submit(lines, submission)
-            except Exception as error:  # noqa: BLE001 — retried or raised, never swallowed
-                if not self._api.is_transient(error) or retries >= API_CALL_RETRIES:
-                    raise self._client.redact_error(error)
-                retry_after = getattr(error, "retry_after", None)
-                base = getattr(self._client, "retry_base_delay", 1.0)
-                await asyncio.sleep(backoff_seconds(retries, base, retry_after, self._rng))
-                retries += 1
-                found = await self._call(self._api.find_batch, submission)
-                if found is not None:
-                    return found
+        return await self._call(
+            self._api.submit, lines, submission, recover=lambda: self._call(self._api.find_batch, submission)
+        )
 
-    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """``method(*args)`` on the batch API, retried with backoff while its errors are worth it."""
+    async def _call(
+        self, method: Callable[..., Awaitable[Any]], *args: Any,
+        recover: Optional[Callable[[], Awaitable[Any]]] = None,
+    ) -> Any:
+        """``method(*args)`` on the batch API, retried with backoff while its errors are worth it. Before each
+        retry, ``recover()`` (if given) may find what the failed attempt did after all: a result other than
+        ``None`` is returned instead of retrying."""
         retries = 0
         while True:
             try:
@@ -382,6 +384,10 @@ class OfflineBatches:
                 base = getattr(self._client, "retry_base_delay", 1.0)
                 await asyncio.sleep(backoff_seconds(retries, base, retry_after, self._rng))
                 retries += 1
+                if recover is not None:
+                    recovered = await recover()
+                    if recovered is not None:
+                        return recovered
 
     async def _io(self, operation: Callable[..., Any], *args: Any) -> Any:
         """A ledger read or write, in a thread when the ledger is remote (``gs://``)."""

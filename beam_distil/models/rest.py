@@ -89,25 +89,14 @@ class RESTClient:
         self, method: str, path: str, body: Any = None, *, headers: Optional[Mapping[str, str]] = None
     ) -> Any:
         """The decoded JSON answer (``None`` for an empty one) to ``method`` on ``{base_url}/{path}``."""
-        url = f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
         data = json.dumps(body).encode() if body is not None else None
-        try:
-            async with self._open_session().request(
-                method, url, data=data, params=self._params or None, headers=headers, proxy=self._proxy
-            ) as response:
-                raw = await response.read()
-                status, response_headers = response.status, response.headers
-        except asyncio.TimeoutError as error:
-            raise HTTPTransportError(f"{method} {url} timed out after {self.timeout} s") from error
-        except aiohttp.ClientError as error:
-            raise HTTPTransportError(f"{method} {url} failed: {type(error).__name__}: {error}") from error
-        if status >= 400:
-            raise status_error(url, status, response_headers, raw)
+        raw = await self.request_bytes(method, path, data, headers=headers)
         if not raw.strip():
             return None
         try:
             return json.loads(raw)
         except ValueError as error:
+            url = f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url
             raise MalformedResponseError(f"the answer from {url} is not JSON ({error}): {raw[:200]!r}") from error
 
     async def request_bytes(
@@ -123,7 +112,7 @@ class RESTClient:
         what is not one JSON document: a JSONL results file, a multipart upload (``data`` an
         ``aiohttp.FormData``, or bytes). Raises this module's errors, as ``request`` does."""
         url = path if "://" in path else (f"{self.base_url}/{path.lstrip('/')}" if path else self.base_url)
-        query = {**self._params, **dict(params or {})}
+        query = {**self._params, **params} if params else self._params
         if isinstance(data, aiohttp.FormData):
             # The session's JSON Content-Type would replace the multipart one (with its boundary).
             data = data()

@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from beam_distil.beam.row_slices import DEFAULT_ROWS_PER_SLICE
+from beam_distil.exceptions import DistilabelOfflineBatchGenerationNotFinishedException
 from beam_distil.helpers import did_you_mean
 from beam_distil.pipeline.dag import DAG
 from beam_distil.pipeline.routing import as_routing_batch_function
@@ -265,11 +266,16 @@ class Pipeline:
         prices = prices_for_run(self.name, prices)  # a mistake in them is found before the dataset is added
         if dataset is not None:
             self._add_dataset(dataset)
-        result = launch(
-            self, parameters, options=options, output_dir=output_dir, output_format=output_format,
-            dead_letter_dir=dead_letter_dir, use_cache=use_cache, show_progress=show_progress,
-            rows_per_slice=rows_per_slice, prices=prices,
-        )
+        try:
+            result = launch(
+                self, parameters, options=options, output_dir=output_dir, output_format=output_format,
+                dead_letter_dir=dead_letter_dir, use_cache=use_cache, show_progress=show_progress,
+                rows_per_slice=rows_per_slice, prices=prices,
+            )
+        except DistilabelOfflineBatchGenerationNotFinishedException as waiting:
+            # The run did finish, with rows left waiting on provider batches: its counters are still this run's.
+            self.last_run_metrics = getattr(waiting.distiset, "statistics", None) or {}
+            raise
         self.last_run_metrics = result.metrics
         self.last_run_usage = result.usage
         return result.distiset

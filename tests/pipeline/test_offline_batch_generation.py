@@ -10,15 +10,16 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import pytest
 
 from beam_distil.beam.batch_ledger import BatchLedger
 from beam_distil.exceptions import DistilabelOfflineBatchGenerationNotFinishedException
 from beam_distil.models import OllamaLLM, OpenAILLM
+from beam_distil.models.offline_batch import BatchRequest
 from beam_distil.pipeline import Pipeline, PipelineValidationError
 from beam_distil.steps import LoadDataFromDicts
 from beam_distil.steps.tasks import EvolInstruct, TextGeneration
@@ -141,7 +142,6 @@ def test_answers_without_text_are_counted_failures_and_not_cached(tmp_path):
 
 def _expire_when_in_progress(server: OpenAIBatchServer, answered: int) -> None:
     """Expires the first batch as soon as it is in progress, with its first ``answered`` requests done."""
-    import threading
 
     def expire() -> None:
         deadline = time.monotonic() + 60
@@ -158,15 +158,12 @@ def _expire_when_in_progress(server: OpenAIBatchServer, answered: int) -> None:
 def test_an_expired_batch_resends_only_its_unanswered_requests():
     with OpenAIBatchServer(hold=True) as server:
         _expire_when_in_progress(server, answered=6)
-        server_thread_release_later = server  # the resend batch must run: stop holding once the first expired
         pipeline = build(batch_llm(server.base_url))
 
-        import threading
-
-        def stop_holding() -> None:
+        def stop_holding() -> None:  # the resend batch must run: stop holding once the first batch expired
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                if server_thread_release_later.batch_count >= 1 and server.batch(server.batch_ids[0])["status"] == "expired":
+                if server.batch_count >= 1 and server.batch(server.batch_ids[0])["status"] == "expired":
                     server.hold = False
                     return
                 time.sleep(0.02)
@@ -199,8 +196,10 @@ def test_an_expired_batch_fails_its_unanswered_rows_when_asked(tmp_path):
 
 def test_without_blocking_the_run_ends_waiting_and_the_next_run_collects(batch_server):
     batch_server.hold = True
+    first = build(batch_llm(batch_server.base_url, offline_batch_generation_block_until_done=None))
     with pytest.raises(DistilabelOfflineBatchGenerationNotFinishedException) as waiting:
-        build(batch_llm(batch_server.base_url, offline_batch_generation_block_until_done=None)).run()
+        first.run()
+    assert first.last_run_metrics["gen"]["rows_waiting_on_batches"] == 10
 
     assert waiting.value.jobs_ids == tuple(batch_server.batch_ids)
     assert "10 rows of task 'gen'" in str(waiting.value) and "Run the pipeline again" in str(waiting.value)
@@ -406,3 +405,69 @@ def test_vertex_batch_prediction_through_a_pipeline(tmp_path):
         assert len(server.jobs()) == 1
         assert sorted(len(requests) for requests in server.requests_by_custom_id().values()) == [1] * 4
         assert list((tmp_path / "vertex-batches").glob("*/input.jsonl"))
+
+
+def test_progress_shows_batches_open_and_requests_answered(batch_server, capsys):
+    build(batch_llm(batch_server.base_url)).run(show_progress=True)
+    drawn = capsys.readouterr().err
+    assert "batches open 1, answered 0/10" in drawn
+    assert "batches open 0, answered 10/10" in drawn.splitlines()[-2] + drawn.splitlines()[-1]
+
+
+def test_an_offline_batch_location_that_cannot_be_written_is_refused_before_launch(tmp_path):
+    from beam_distil.models import VertexAILLM
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    llm = VertexAILLM(
+        model="gemini-test", project="proj", base_url="http://127.0.0.1:9", api_token="test-token",
+        use_offline_batch_generation=True, offline_batch_location=str(blocker / "batches"),
+    )
+    with Pipeline("gemini") as pipeline:
+        LoadDataFromDicts(data=[{"instruction": "q"}]) >> TextGeneration(name="gen", llm=llm)
+    with pytest.raises(PipelineValidationError, match="step 'gen': offline_batch_location .* cannot be written"):
+        pipeline.run()
+
+
+def test_a_recorded_batch_the_provider_no_longer_knows_is_sent_again(batch_server):
+    batch_server.hold = True
+    with pytest.raises(DistilabelOfflineBatchGenerationNotFinishedException):
+        build(batch_llm(batch_server.base_url, offline_batch_generation_block_until_done=None)).run()
+    ledger = BatchLedger(os.environ["BEAM_DISTIL_CACHE_DIR"])
+    [record] = ledger.records()
+    record.batch_id = "batch_deleted_since"
+    ledger.save(record)
+
+    batch_server.hold = False
+    pipeline = build(batch_llm(batch_server.base_url))
+    assert generations(pipeline.run()) == [f"m: question {i}" for i in range(10)]
+    assert batch_server.batch_count == 2
+    assert pipeline.last_run_metrics["gen"]["requests_resent"] == 10
+    assert [r.last_status for r in ledger.records()][0] == "unreadable"
+
+
+def test_batch_tokens_are_priced_at_the_batch_rates(batch_server):
+    pipeline = build(batch_llm(batch_server.base_url))
+    pipeline.run(prices={"m": {"input": 2.0, "output": 8.0}})
+
+    usage = pipeline.last_run_usage["m"]
+    metrics = pipeline.last_run_metrics["gen"]
+    assert (usage.online_input_tokens, usage.online_output_tokens) == (0, 0)
+    assert (usage.batch_input_tokens, usage.batch_output_tokens) == (metrics["input_tokens"], metrics["output_tokens"])
+    expected = (metrics["input_tokens"] * 1.0 + metrics["output_tokens"] * 4.0) / 1_000_000  # half the online prices
+    assert usage.cost == pytest.approx(expected)
+
+
+def test_large_inputs_are_split_within_the_byte_limit(batch_server, monkeypatch):
+    from beam_distil.models.openai_batch import OpenAIBatchAPI
+
+    api = OpenAILLM(model="m", base_url=batch_server.base_url, api_key="test").offline_batch_api()
+    line = api.encode_request(BatchRequest("0" * 40 + "-0", [{"role": "user", "content": "question 0"}], 1, {}))
+    # Room for three lines of this size (the prompts differ by a digit at most) in each batch.
+    monkeypatch.setattr(OpenAIBatchAPI, "max_bytes_per_batch", 3 * (len(line) + 1) + 2)
+    pipeline = build(batch_llm(batch_server.base_url), rows=10, batch_size=10)
+    assert generations(pipeline.run()) == [f"m: question {i}" for i in range(10)]
+    sizes = sorted(len(batch_server.batch_requests(batch_id)) for batch_id in batch_server.batch_ids)
+    assert sizes == [1, 3, 3, 3]
+    for batch_id in batch_server.batch_ids:
+        assert len(batch_server.file_content(batch_server.batch(batch_id)["input_file_id"])) <= 3 * (len(line) + 1) + 2
