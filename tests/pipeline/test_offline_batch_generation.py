@@ -471,3 +471,17 @@ def test_large_inputs_are_split_within_the_byte_limit(batch_server, monkeypatch)
     assert sizes == [1, 3, 3, 3]
     for batch_id in batch_server.batch_ids:
         assert len(batch_server.file_content(batch_server.batch(batch_id)["input_file_id"])) <= 3 * (len(line) + 1) + 2
+
+
+def test_a_saved_batch_pipeline_loads_and_runs_with_its_batch_settings(batch_server, tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    build(batch_llm(batch_server.base_url, offline_batch_unanswered="fail", offline_batch_max_requests=3)).save(path)
+
+    loaded = Pipeline.from_file(str(path))
+    llm = loaded.dag.steps["gen"].llm
+    assert llm.use_offline_batch_generation is True
+    assert llm.offline_batch_generation_block_until_done == 1
+    assert (llm.offline_batch_unanswered, llm.offline_batch_max_requests) == ("fail", 3)
+    loaded.dag.steps["gen"].llm.api_key = "test"  # keys are never saved
+    assert generations(loaded.run()) == [f"m: question {i}" for i in range(10)]
+    assert batch_server.batch_count == 4
