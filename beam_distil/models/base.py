@@ -413,9 +413,9 @@ class AsyncLLM(LLM, ABC):
         default=None, description="Most tokens (prompt estimate + max_new_tokens) per minute, per worker process."
     )
 
-    _concurrency: Optional[AdaptiveConcurrencyLimit] = PrivateAttr(default=None)
-    _rate: Optional[RateLimiter] = PrivateAttr(default=None)
-    _rng: Optional[random.Random] = PrivateAttr(default=None)
+    # One private attribute for the three: each read of a pydantic private attribute costs microseconds, paid on
+    # every call.
+    _call_limits: Optional[Tuple[AdaptiveConcurrencyLimit, RateLimiter, random.Random]] = PrivateAttr(default=None)
 
     @abstractmethod
     async def agenerate(self, input: FormattedInput, num_generations: int = 1, **kwargs: Any) -> GenerateOutput:
@@ -425,13 +425,16 @@ class AsyncLLM(LLM, ABC):
         """Whether ``error`` is worth a retry. Backends override it for their client's exceptions."""
         return RetryDecision(retryable=isinstance(error, (asyncio.TimeoutError, ConnectionError, json.JSONDecodeError)))
 
-    def _limits(self) -> tuple:
-        if self._concurrency is None:
+    def _limits(self) -> Tuple[AdaptiveConcurrencyLimit, RateLimiter, random.Random]:
+        limits = self._call_limits
+        if limits is None:
             # Made lazily, on the loop that runs the calls.
-            self._concurrency = AdaptiveConcurrencyLimit(self.max_concurrency)
-            self._rate = RateLimiter(self.requests_per_minute, self.tokens_per_minute)
-            self._rng = random.Random()
-        return self._concurrency, self._rate, self._rng
+            limits = self._call_limits = (
+                AdaptiveConcurrencyLimit(self.max_concurrency),
+                RateLimiter(self.requests_per_minute, self.tokens_per_minute),
+                random.Random(),
+            )
+        return limits
 
     @staticmethod
     def _estimated_tokens(input: FormattedInput, kwargs: Dict[str, Any]) -> int:
