@@ -3,56 +3,32 @@ and an OpenAI-style server that records each request and answers what the test s
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Tuple
 
 from aiohttp import web
+
+from beam_distil.testing import local_server
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class LocalHTTPServer:
+class LocalHTTPServer(local_server.LocalHTTPServer):
     """Serves ``handler`` on a free port until closed; ``with LocalHTTPServer(handler) as server: server.url``."""
 
+    keeps_chosen_port = True
+
     def __init__(self, handler: Handler) -> None:
+        super().__init__()
         self._handler = handler
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: Optional[web.AppRunner] = None
-        self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handler)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def start(self) -> "LocalHTTPServer":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def __enter__(self) -> "LocalHTTPServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 class RecordingServer:

@@ -38,7 +38,6 @@ answered=1)``; ``refuse(predicate)`` and ``answer_without_text(predicate)``; ``c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -47,6 +46,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from aiohttp import web
+
+from beam_distil.testing.local_server import LocalHTTPServer
 
 __all__ = ["AnthropicBatchServer", "RequestPredicate"]
 
@@ -125,19 +126,23 @@ class _Batch:
     corrupt: set = field(default_factory=set)
 
 
-class AnthropicBatchServer:
+class AnthropicBatchServer(LocalHTTPServer):
     """Anthropic's Message Batches API (and ``/v1/messages``) on 127.0.0.1 (see the module docstring).
 
-    Every control and every inspection may be used from any thread while the server runs.
+    ``base_url`` is ``http://127.0.0.1:PORT``: the root URL, to which clients append ``/v1/...`` (``AnthropicLLM``'s
+    ``base_url``). Every control and every inspection may be used from any thread while the server runs.
     """
 
+    thread_name = "anthropic-batch-server"
+    client_max_size = MAX_BYTES + 1024 * 1024  # above the API's limit: the handler, not aiohttp, refuses with its 413
+
     def __init__(self, *, api_key: str = "test-anthropic-key", polls_in_progress: int = 1, port: int = 0) -> None:
+        super().__init__(port=port)
         self.api_key = api_key
         self.polls_in_progress = polls_in_progress
         """Polls a batch answers ``in_progress`` before it ends (when it is not held)."""
         self.structured_answer: Callable[[Dict[str, Any]], Dict[str, Any]] = self._default_structured_answer
         """The input of the tool call a request forcing a tool (``tool_choice``) is answered with."""
-        self._port = port
         # Reentrant: predicates and structured_answer run under it, and may read the inspection properties.
         self._lock = threading.RLock()
         self._batches: Dict[str, _Batch] = {}
@@ -149,64 +154,16 @@ class AnthropicBatchServer:
         self._received: Dict[str, int] = {}
         self._calls: List[Tuple[str, str, int]] = []
         self._online: List[Dict[str, Any]] = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._bound_port: Optional[int] = None
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ serving
 
-    def start(self) -> "AnthropicBatchServer":
-        """Serves on a daemon thread; returns ``self``."""
-        if self._thread is not None:
-            raise RuntimeError("the server is already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="anthropic-batch-server", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=MAX_BYTES + 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages/batches", self._create)
         app.router.add_get("/v1/messages/batches", self._list)
         app.router.add_get("/v1/messages/batches/{batch_id}", self._retrieve)
         app.router.add_post("/v1/messages/batches/{batch_id}/cancel", self._cancel)
         app.router.add_get("/v1/messages/batches/{batch_id}/results", self._results)
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
-        await site.start()
-        self._bound_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        """Stops serving and joins the thread; safe to call twice."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            if self._runner is not None:
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            loop.close()
-            self._loop = self._thread = self._runner = self._bound_port = None
-
-    def __enter__(self) -> "AnthropicBatchServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``: the root URL, to which clients append ``/v1/...`` (``AnthropicLLM``'s
-        ``base_url``)."""
-        if self._bound_port is None:
-            raise RuntimeError("the server is not running")
-        return f"http://127.0.0.1:{self._bound_port}"
 
     # ------------------------------------------------------------------ controls
 

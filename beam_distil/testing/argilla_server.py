@@ -45,6 +45,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from aiohttp import web
 
+from beam_distil.testing.local_server import LocalHTTPServer
+
 __all__ = ["ArgillaTestServer", "main"]
 
 API_KEY_HEADER = "X-Argilla-Api-Key"
@@ -112,7 +114,7 @@ def _items(values: Iterable[Dict[str, Any]]) -> Dict[str, Any]:
     return {"items": list(values)}
 
 
-class ArgillaTestServer:
+class ArgillaTestServer(LocalHTTPServer):
     """An Argilla 2.x API on 127.0.0.1 with its state in memory, served from a background thread.
 
     Args:
@@ -122,6 +124,10 @@ class ArgillaTestServer:
         echo_api_key_in_errors: put the key it received in its error answers, as a careless proxy might; tests
             use it to check that a client keeps the key out of its own messages and logs.
     """
+
+    thread_name = "argilla-test-server"
+    keeps_chosen_port = True
+    client_max_size = 256 * 1024 * 1024  # record pushes of a large dataset
 
     def __init__(
         self,
@@ -133,9 +139,8 @@ class ArgillaTestServer:
         port: int = 0,
         echo_api_key_in_errors: bool = False,
     ) -> None:
+        super().__init__(host=host, port=port, shutdown_timeout=1.0)
         self.api_key = api_key
-        self.host = host
-        self.port = port
         self.echo_api_key_in_errors = echo_api_key_in_errors
         now = _now()
         self._user = {
@@ -149,9 +154,6 @@ class ArgillaTestServer:
         self._datasets: Dict[str, _Dataset] = {}
         self._faults: List[_Fault] = []
         self._requests: List[Tuple[str, str, int]] = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Optional[web.AppRunner] = None
         self._routes: List[Tuple[str, "re.Pattern[str]", Callable[..., Tuple[int, Any]]]] = [
             ("GET", re.compile(r"/api/v1/me"), self._me),
             ("GET", re.compile(r"/api/v1/me/workspaces"), self._list_workspaces),
@@ -176,49 +178,15 @@ class ArgillaTestServer:
             ("POST", re.compile(r"/api/v1/datasets/(?P<id>[^/]+)/records/bulk"), self._create_records),
         ]
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
+    # -- serving ---------------------------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._handle)
 
     @property
     def api_url(self) -> str:
-        """The ``api_url`` to give the SDK or a step."""
+        """The ``api_url`` to give the SDK or a step; after ``start`` with ``port=0``, it names the port chosen."""
         return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "ArgillaTestServer":
-        """Serves on a daemon thread; ``port=0`` picks a free port (``api_url`` tells which)."""
-        if self._thread is not None:
-            raise RuntimeError("server already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="argilla-test-server", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application(client_max_size=256 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        """Stops serving and joins the thread; safe to call twice."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=30)
-        loop.close()
-        self._loop = self._thread = self._runner = None
-
-    def __enter__(self) -> "ArgillaTestServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- what tests set and read -----------------------------------------------------------------------------
 

@@ -30,10 +30,8 @@ From a shell (runs until Ctrl+C)::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from aiohttp import web
 
+from beam_distil.testing.local_server import LocalHTTPServer
 from beam_distil.testing.openai_server import _content_text, _last_user_content
 
 __all__ = ["OpenAIBatchServer", "ENDPOINTS", "main"]
@@ -119,7 +118,7 @@ class _Counters:
     answered: Dict[str, int] = field(default_factory=dict)
 
 
-class OpenAIBatchServer:
+class OpenAIBatchServer(LocalHTTPServer):
     """OpenAI's Files and Batches API on ``127.0.0.1``, on a background thread (a context manager).
 
     Settings (attributes, which may be changed while it runs):
@@ -136,6 +135,10 @@ class OpenAIBatchServer:
     ties an answer to its request. Every method is safe to call from any thread while clients call the API.
     """
 
+    url_path = "/v1"
+    thread_name = "openai-batch-server"
+    client_max_size = MAX_FILE_BYTES + 1024 * 1024  # an upload of the largest batch file, with its form around it
+
     def __init__(
         self,
         *,
@@ -149,8 +152,7 @@ class OpenAIBatchServer:
         max_choices: Optional[int] = None,
         responder: Optional[Callable[[str, List[Dict[str, Any]]], str]] = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port, backlog=1024)
         self.hold = hold
         self.fail_when = fail_when
         self.refuse_when = refuse_when
@@ -169,71 +171,9 @@ class OpenAIBatchServer:
         self._counters = _Counters()
         self._last_headers: Dict[str, str] = {}
 
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._bound_port: Optional[int] = None
+    # ------------------------------------------------------------------ serving
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> "OpenAIBatchServer":
-        """Binds the socket and serves on a daemon thread; returns ``self``."""
-        if self._thread is not None:
-            raise RuntimeError("server already started")
-        # Bound here, so that the port chosen for port=0 is known before any client needs base_url.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(1024)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._bound_port = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name=f"openai-batch-server-{self._bound_port}", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            asyncio.run_coroutine_threadsafe(self._async_start(sock), loop).result(timeout=30)
-        except BaseException:
-            sock.close()
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stops serving and joins the background thread. Safe to call twice."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            if self._runner is not None and loop.is_running():
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(timeout=30)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
-            self._loop = self._thread = self._runner = None
-            self._bound_port = None
-
-    def __enter__(self) -> "OpenAIBatchServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``, the value to pass as the client's ``base_url``."""
-        if self._bound_port is None:
-            raise RuntimeError("server is not running")
-        return f"http://{self.host}:{self._bound_port}/v1"
-
-    async def _async_start(self, sock: socket.socket) -> None:
-        app = web.Application(client_max_size=MAX_FILE_BYTES + 1024 * 1024)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/files", self._upload_file)
         app.router.add_get("/v1/files/{file_id}", self._get_file)
         app.router.add_get("/v1/files/{file_id}/content", self._file_content)
@@ -243,10 +183,6 @@ class OpenAIBatchServer:
         app.router.add_post("/v1/batches/{batch_id}/cancel", self._cancel_batch)
         # Counters for a client in another process (a benchmark running the server apart).
         app.router.add_get("/stats", self._stats)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, sock).start()
-        self._runner = runner
 
     # ------------------------------------------------------------- test controls
 

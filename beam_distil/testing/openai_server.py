@@ -30,13 +30,14 @@ import asyncio
 import inspect
 import json
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Optional, Union
 
 from aiohttp import web
+
+from beam_distil.testing.local_server import LocalHTTPServer
 
 __all__ = ["OpenAICompatibleServer", "Responder", "Answer", "main"]
 
@@ -109,7 +110,7 @@ class _BadRequest(Exception):
     """Raised while parsing a request body; becomes an OpenAI-shaped HTTP 400."""
 
 
-class OpenAICompatibleServer:
+class OpenAICompatibleServer(LocalHTTPServer):
     """An in-process OpenAI-compatible server running on a background thread.
 
     All fault settings are plain attributes and may be changed while the server
@@ -129,6 +130,13 @@ class OpenAICompatibleServer:
     when ``n > 1``). Custom answers are computed once per choice. A completion
     request's prompt is presented to them as ``[{"role": "user", "content": prompt}]``.
     """
+
+    url_path = "/v1"
+    thread_name = "openai-server"
+    client_max_size = 64 * 1024**2
+    # A client that gives up on a hanging request must free its slot (in_flight)
+    # instead of leaving the handler asleep for hang_seconds.
+    handler_cancellation = True
 
     def __init__(
         self,
@@ -152,10 +160,7 @@ class OpenAICompatibleServer:
         backlog: int = 4096,
         shutdown_timeout: float = 1.0,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.backlog = backlog
-        self.shutdown_timeout = shutdown_timeout
+        super().__init__(host=host, port=port, backlog=backlog, shutdown_timeout=shutdown_timeout)
         self.models: list[str] = list(models)
 
         self.responder: Responder | None = responder
@@ -180,93 +185,11 @@ class OpenAICompatibleServer:
         self._init_counters()
         self._seq = 0
 
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._bound_port: int | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    # ------------------------------------------------------------------ lifecycle
+    # ------------------------------------------------------------------ serving
 
-    def start(self) -> OpenAICompatibleServer:
-        """Bind the socket and serve on a daemon thread; returns ``self``."""
-        if self._thread is not None:
-            raise RuntimeError("server already started")
-        # Binding here (not inside aiohttp) lets us choose the backlog and learn the
-        # port chosen for ``port=0`` before any client needs ``base_url``.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-            sock.listen(self.backlog)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        self._bound_port = sock.getsockname()[1]
-
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run_loop,
-            args=(loop,),
-            name=f"openai-server-{self._bound_port}",
-            daemon=True,
-        )
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            asyncio.run_coroutine_threadsafe(self._async_start(sock), loop).result(timeout=30)
-        except BaseException:
-            sock.close()
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and join the background thread. Safe to call twice."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            if self._runner is not None and loop.is_running():
-                asyncio.run_coroutine_threadsafe(self._async_stop(), loop).result(
-                    timeout=self.shutdown_timeout + 30
-                )
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=30)
-            if not thread.is_alive():
-                loop.close()
-            self._loop = self._thread = self._runner = None
-            self._bound_port = None
-
-    def __enter__(self) -> OpenAICompatibleServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def is_running(self) -> bool:
-        return self._thread is not None
-
-    @property
-    def bound_port(self) -> int:
-        if self._bound_port is None:
-            raise RuntimeError("server is not running")
-        return self._bound_port
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``, the value to pass as the client's ``base_url``."""
-        return f"http://{self.host}:{self.bound_port}/v1"
-
-    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_forever()
-
-    async def _async_start(self, sock: socket.socket) -> None:
-        app = web.Application(client_max_size=64 * 1024**2)
+    def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_post("/v1/completions", self._handle_completions)
         app.router.add_get("/v1/models", self._handle_models)
@@ -274,27 +197,11 @@ class OpenAICompatibleServer:
         # the server's CPU is not counted as the pipeline's).
         app.router.add_get("/stats", self._handle_stats)
         app.router.add_delete("/stats", self._handle_reset_stats)
-        # handler_cancellation: a client that gives up on a hanging request must
-        # free its slot (in_flight) instead of leaving the handler asleep for
-        # hang_seconds. access_log=None: logging every request costs a lot of
-        # throughput and floods test output.
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            handler_cancellation=True,
-            shutdown_timeout=self.shutdown_timeout,
-        )
-        await runner.setup()
-        site = web.SockSite(runner, sock, backlog=self.backlog)
-        await site.start()
-        self._runner = runner
 
-    async def _async_stop(self) -> None:
+    async def on_stop(self) -> None:
         # Hanging handlers would otherwise hold shutdown for shutdown_timeout.
         for task in list(self._tasks):
             task.cancel()
-        assert self._runner is not None
-        await self._runner.cleanup()
 
     # ------------------------------------------------------------- configuration
 

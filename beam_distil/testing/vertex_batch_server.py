@@ -58,7 +58,6 @@ its own thread and loop; every method takes one lock.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -70,6 +69,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from aiohttp import web
 
 from beam_distil.models.vertexai_batch import custom_id_of_labels
+from beam_distil.testing.local_server import LocalHTTPServer
 
 __all__ = ["VertexBatchServer", "JobPlan", "last_user_text"]
 
@@ -148,7 +148,7 @@ class _Fault:
     retry_after: Optional[float]
 
 
-class VertexBatchServer:
+class VertexBatchServer(LocalHTTPServer):
     """Vertex AI's ``batchPredictionJobs`` on 127.0.0.1, its state in memory, served from a background thread.
 
     Args:
@@ -156,6 +156,9 @@ class VertexBatchServer:
         fail_requests, safety_blocked, prompt_blocked: which requests get an error line, a ``SAFETY`` finish
             without text, or a blocked prompt (see the module docstring); may be changed while it runs.
     """
+
+    thread_name = "vertex-batch-server"
+    keeps_chosen_port = True
 
     def __init__(
         self,
@@ -169,8 +172,7 @@ class VertexBatchServer:
     ) -> None:
         if polls_per_state < 1:
             raise ValueError("polls_per_state must be at least 1")
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port, shutdown_timeout=1.0)
         self.polls_per_state = polls_per_state
         self.fail_requests = fail_requests
         self.safety_blocked = safety_blocked
@@ -185,52 +187,17 @@ class VertexBatchServer:
         self._held: Set[str] = set()
         self._faults: List[_Fault] = []
         self._calls: List[Tuple[str, str, int]] = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Optional[web.AppRunner] = None
 
-    # -- lifecycle -------------------------------------------------------------------------------------------
+    # -- serving ---------------------------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._handle)
 
     @property
     def base_url(self) -> str:
-        """The ``HttpOptions(base_url=...)`` to give ``genai.Client`` (or ``VertexAILLM(base_url=...)``)."""
+        """The ``HttpOptions(base_url=...)`` to give ``genai.Client`` (or ``VertexAILLM(base_url=...)``); after
+        ``start`` with ``port=0``, it names the port chosen."""
         return f"http://{self.host}:{self.port}/"
-
-    def start(self) -> "VertexBatchServer":
-        """Serves on a daemon thread; ``port=0`` picks a free port (``base_url`` tells which)."""
-        if self._thread is not None:
-            raise RuntimeError("server already started")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="vertex-batch-server", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-        return self
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def stop(self) -> None:
-        """Stops serving and joins the thread. Safe to call twice."""
-        if self._loop is None or self._thread is None:
-            return
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=30)
-        self._loop.close()
-        self._loop = self._thread = self._runner = None
-
-    def __enter__(self) -> "VertexBatchServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- control ---------------------------------------------------------------------------------------------
 
