@@ -60,6 +60,7 @@ from beam_distil.errors import PipelineValidationError
 from beam_distil.helpers import is_url, to_text
 from beam_distil.output_files import read_output_rows, read_output_table
 from beam_distil.progress import ProgressReporter
+from beam_distil.run_collector import heap_frozen_during_run
 from beam_distil.run_cost import ModelUsage, model_of_each_task, prices_for_run, tokens_by_model
 from beam_distil.run_summary import add_counters, counters_by_step, report_summary, rows_lost_between_steps
 
@@ -176,7 +177,7 @@ def launch(
         logger.info("Running pipeline %r with %d steps", pipeline.name, len(pipeline.dag.steps))
         quiet_workers = harmless_worker_warnings_hidden() if local else contextlib.nullcontext()
         metrics: Dict[str, Dict[str, int]] = {}
-        with reporter or contextlib.nullcontext(), quiet_workers:
+        with reporter or contextlib.nullcontext(), quiet_workers, heap_frozen_during_run():
             # A local run goes through its rows in slices, one Beam job each, so that its memory stays bounded.
             for row_slice in row_slices(pipeline.dag, rows_per_slice if local else None, row_limit):
                 if row_slice.index:
