@@ -79,7 +79,9 @@ def format_info(
             line = f"    llm: {llm['type_info']['name']}" + (f" ({model})" if model else "")
             # Where the prompts (and an API key from the environment) go: a config can point anywhere.
             endpoint = (endpoints or {}).get(entry["name"])
-            lines.append(line + (f" at {endpoint}" if endpoint else ""))
+            # Batch mode changes what a run costs and how long it takes (hours): worth seeing before running.
+            batch = " through the provider's batch API" if llm.get("use_offline_batch_generation") else ""
+            lines.append(line + (f" at {endpoint}" if endpoint else "") + batch)
         # In the step, as distilabel writes it; beside it in files beam_distil wrote before.
         parameter_lines = _parameter_lines(step.get("runtime_parameters_info") or entry.get("runtime_parameters_info", []))
         if parameter_lines:

@@ -485,3 +485,13 @@ def test_a_saved_batch_pipeline_loads_and_runs_with_its_batch_settings(batch_ser
     loaded.dag.steps["gen"].llm.api_key = "test"  # keys are never saved
     assert generations(loaded.run()) == [f"m: question {i}" for i in range(10)]
     assert batch_server.batch_count == 4
+
+
+def test_pipeline_info_says_a_task_goes_through_the_batch_api(batch_server, tmp_path, capsys):
+    from beam_distil.cli import main
+
+    path = tmp_path / "pipeline.yaml"
+    build(batch_llm(batch_server.base_url)).save(path)
+    assert main(["pipeline", "info", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"llm: OpenAILLM (m) at {batch_server.base_url} through the provider's batch API" in out
