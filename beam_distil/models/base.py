@@ -138,6 +138,29 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
             )
         return self
 
+    jobs_ids: Optional[Tuple[str, ...]] = Field(
+        default=None,
+        exclude=True,
+        description="distilabel's batch ids of a direct offline_batch_generate call still running (a pipeline keeps"
+        " its batch ids in the ledger next to the response cache instead).",
+    )
+
+    def offline_batch_generate(
+        self, inputs: Optional[List[FormattedInput]] = None, num_generations: int = 1, **kwargs: Any
+    ) -> List[GenerateOutput]:
+        """distilabel's direct batch call: submits ``inputs`` to the provider's batch API, or polls the batches
+        of ``jobs_ids``; see ``beam_distil.models.offline_batch.offline_batch_generate``::
+
+            llm = OpenAILLM(model="gpt-4o-mini", use_offline_batch_generation=True)
+            try:
+                outputs = llm.offline_batch_generate([[{"role": "user", "content": "Hi"}]])
+            except DistilabelOfflineBatchGenerationNotFinishedException as waiting:
+                ...   # later: llm.offline_batch_generate() with llm.jobs_ids = waiting.jobs_ids
+        """
+        from beam_distil.models.offline_batch import offline_batch_generate
+
+        return offline_batch_generate(self, inputs, num_generations, kwargs)
+
     def offline_batch_api(self) -> "OfflineBatchAPI":
         """The provider's batch API, made on the worker after ``load()`` (see ``beam_distil.models.offline_batch``)."""
         raise NotImplementedError(f"{type(self).__name__} has no provider batch API")
@@ -297,7 +320,7 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
         "requests_per_minute", "tokens_per_minute", "timeout", "api_key", "n_threads", "n_batch",
         # A batch answers what an online request answers: its completions serve later online runs, and back.
         "use_offline_batch_generation", "offline_batch_generation_block_until_done", "offline_batch_unanswered",
-        "offline_batch_max_resends", "offline_batch_max_requests",
+        "offline_batch_max_resends", "offline_batch_max_requests", "jobs_ids",
     }
 
     def cache_identity(self) -> Dict[str, Any]:

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Literal, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional
 
 from beam_distil.models.base import FormattedInput, GenerateOutput
+
+if TYPE_CHECKING:
+    from beam_distil.models.base import LLM
 
 BatchState = Literal["running", "completed", "failed", "expired", "cancelled"]
 """A batch's state as the engine acts on it. ``running`` covers every provider state before the end
@@ -132,3 +135,88 @@ def answer_of_requests(answers: List[BatchAnswer]) -> BatchAnswer:
         if answer.output is None:
             return BatchAnswer(error=answer.error or "no answer")
     return BatchAnswer(output=combine_outputs([answer.output for answer in answers]))  # type: ignore[misc]
+
+
+def offline_batch_generate(
+    llm: "LLM", inputs: Optional[List[FormattedInput]], num_generations: int, kwargs: Dict[str, Any]
+) -> List[GenerateOutput]:
+    """distilabel's ``LLM.offline_batch_generate`` outside a pipeline (``llm.offline_batch_generate(inputs)``).
+
+    The first call submits ``inputs`` (one batch per provider limit) and records the batch ids in
+    ``llm.jobs_ids``; later calls poll those batches. Until they have ended, it polls every
+    ``offline_batch_generation_block_until_done`` seconds, or, when that is ``None``, raises
+    ``DistilabelOfflineBatchGenerationNotFinishedException`` with the ids: call it again later. It returns one
+    ``GenerateOutput`` per input, in order; a request the provider failed, or left unanswered, has ``None``
+    generations and the reason in its ``finish_reasons``. This keeps no ledger and fills no cache: in a pipeline,
+    a task does both (``beam_distil.beam.offline_batches``).
+    """
+    import asyncio
+
+    from beam_distil.exceptions import DistilabelOfflineBatchGenerationNotFinishedException
+    from beam_distil.models.event_loop import run_coroutine
+    from beam_distil.models.structured_output import call_arguments
+
+    if llm.jobs_ids is None and not inputs:
+        raise ValueError("offline_batch_generate needs the inputs on its first call (no batch submitted yet)")
+    api = llm.offline_batch_api()  # loads the LLM's client if needed
+    per_generation = llm.one_request_per_generation and num_generations > 1
+    parts = num_generations if per_generation else 1
+
+    async def submit() -> None:
+        lines = []
+        for index, input in enumerate(inputs or []):
+            prompt, call_kwargs = call_arguments(llm, input, kwargs, default_schema=llm.structured_output)
+            for part in range(parts):
+                part_kwargs = call_kwargs
+                if per_generation and call_kwargs.get("seed") is not None:
+                    part_kwargs = {**call_kwargs, "seed": call_kwargs["seed"] + part}
+                request = BatchRequest(f"input-{index}-{part}", prompt, 1 if per_generation else num_generations, part_kwargs)
+                lines.append(api.encode_request(request))
+        limit = min(api.max_requests_per_batch, llm.offline_batch_max_requests or api.max_requests_per_batch)
+        ids = []
+        for start in range(0, len(lines), limit):  # the byte limit is the engine's job in a pipeline
+            chunk = lines[start:start + limit]
+            ids.append(await api.submit(chunk, submission=f"direct-{id(llm):x}-{start}"))
+        llm.jobs_ids = tuple(ids)
+
+    async def collect() -> Dict[str, BatchAnswer]:
+        while True:
+            statuses = [await api.status(job_id) for job_id in llm.jobs_ids or ()]
+            if all(status.is_final for status in statuses):
+                break
+            if llm.offline_batch_generation_block_until_done is None:
+                raise DistilabelOfflineBatchGenerationNotFinishedException(llm.jobs_ids or ())
+            await asyncio.sleep(llm.offline_batch_generation_block_until_done)
+        answers: Dict[str, BatchAnswer] = {}
+        for job_id in llm.jobs_ids or ():
+            answers.update(await api.answers(job_id))
+        return answers
+
+    async def run() -> Dict[str, BatchAnswer]:
+        try:
+            if llm.jobs_ids is None:
+                await submit()
+            return await collect()
+        finally:
+            await api.close()
+
+    answers = run_coroutine(run())
+    if inputs:
+        count = len(inputs)
+    else:  # polling batches of an earlier call: as many inputs as the highest one answered
+        count = 1 + max((int(custom_id.split("-")[1]) for custom_id in answers), default=-1)
+    outputs = []
+    for index in range(count):
+        answer = answer_of_requests(
+            [answers.get(f"input-{index}-{part}") or BatchAnswer(error="left unanswered by the batch") for part in range(parts)]
+        )
+        if answer.output is not None:
+            outputs.append(answer.output)
+        else:
+            outputs.append({
+                "generations": [None] * num_generations,
+                "statistics": {"input_tokens": [0], "output_tokens": [0]},
+                "finish_reasons": [f"error: {answer.error}"] * num_generations,
+            })
+    llm.jobs_ids = None  # collected: the next call submits anew, as in distilabel
+    return outputs

@@ -29,7 +29,7 @@ looked up in the registry (``beam_distil.steps.registry``); a module it names is
 not registered is refused before any code runs. ``runtime_parameters_info`` is information and is ignored.
 
 A field the class does not have is an error in a pipeline file beam_distil wrote (a typo in a hand-edited file).
-distilabel's classes have fields beam_distil's do not (``resources``, ``jobs_ids``...), so in a pipeline file
+distilabel's classes have fields beam_distil's do not (``resources``...), so in a pipeline file
 distilabel wrote, and in the dict given to ``Step.from_dict`` (which may be either, since both name distilabel's
 classes), those are left out (``drop_unknown_fields=True``) as distilabel's own loader does, with a warning when they
 hold a value that would have mattered (anything but distilabel's defaults, ``None``, ``False`` or empty).

@@ -326,7 +326,8 @@ def test_a_field_distilabel_has_and_beam_distil_lacks_is_left_out_with_a_warning
 
     assert "gen_a" in pipeline.dag.steps
     assert "has no ['resources']" in caplog.text and "'replicas': 4" in caplog.text
-    assert "has no ['jobs_ids']" in caplog.text
+    # distilabel's batch ids are kept on the LLM, for a direct offline_batch_generate call.
+    assert pipeline.dag.steps["gen_a"].llm.jobs_ids == ("job-1",)
     assert "gen_b" not in caplog.text  # distilabel's defaults: nothing worth a warning
 
 
