@@ -44,6 +44,7 @@ from beam_distil.models.api_key import APIKeyLLM
 from beam_distil.models.anthropic_batch import AnthropicBatchAPI
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput, generate_each
 from beam_distil.models.event_loop import close_on_loop
+from beam_distil.models.offline_batch import DirectOfflineBatchGeneration
 from beam_distil.models.rest import HTTPStatusError, MalformedResponseError, RESTClient, classify_http_error
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
@@ -59,7 +60,7 @@ _DEFAULT_MAX_TOKENS = 128
 _OVERLOADED = 529  # Anthropic's "overloaded_error": the service is at capacity for everyone
 
 
-class AnthropicLLM(APIKeyLLM):
+class AnthropicLLM(DirectOfflineBatchGeneration, APIKeyLLM):
     """Claude through the Messages API; ``input`` is a list of messages or a single user prompt.
 
     Parameters as distilabel's ``AnthropicLLM``: ``model``, ``base_url`` (default ``ANTHROPIC_BASE_URL``, else

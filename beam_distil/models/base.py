@@ -148,18 +148,9 @@ class LLM(RuntimeParametersMixin, BaseModel, ABC):
     def offline_batch_generate(
         self, inputs: Optional[List[FormattedInput]] = None, num_generations: int = 1, **kwargs: Any
     ) -> List[GenerateOutput]:
-        """distilabel's direct batch call: submits ``inputs`` to the provider's batch API, or polls the batches
-        of ``jobs_ids``; see ``beam_distil.models.offline_batch.offline_batch_generate``::
-
-            llm = OpenAILLM(model="gpt-4o-mini", use_offline_batch_generation=True)
-            try:
-                outputs = llm.offline_batch_generate([[{"role": "user", "content": "Hi"}]])
-            except DistilabelOfflineBatchGenerationNotFinishedException as waiting:
-                ...   # later: llm.offline_batch_generate() with llm.jobs_ids = waiting.jobs_ids
-        """
-        from beam_distil.models.offline_batch import offline_batch_generate
-
-        return offline_batch_generate(self, inputs, num_generations, kwargs)
+        """distilabel's direct batch call; the backends with a batch API implement it
+        (``beam_distil.models.offline_batch.DirectOfflineBatchGeneration``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no provider batch API")
 
     def offline_batch_api(self) -> "OfflineBatchAPI":
         """The provider's batch API, made on the worker after ``load()`` (see ``beam_distil.models.offline_batch``)."""

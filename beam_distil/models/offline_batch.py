@@ -137,6 +137,22 @@ def answer_of_requests(answers: List[BatchAnswer]) -> BatchAnswer:
     return BatchAnswer(output=combine_outputs([answer.output for answer in answers]))  # type: ignore[misc]
 
 
+class DirectOfflineBatchGeneration:
+    """distilabel's ``LLM.offline_batch_generate`` for a backend with a batch API (put before the LLM base class)::
+
+        llm = OpenAILLM(model="gpt-4o-mini", use_offline_batch_generation=True)
+        try:
+            outputs = llm.offline_batch_generate([[{"role": "user", "content": "Hi"}]])
+        except DistilabelOfflineBatchGenerationNotFinishedException as waiting:
+            ...   # later: llm.offline_batch_generate(), with llm.jobs_ids == waiting.jobs_ids
+    """
+
+    def offline_batch_generate(
+        self, inputs: Optional[List[FormattedInput]] = None, num_generations: int = 1, **kwargs: Any
+    ) -> List[GenerateOutput]:
+        return offline_batch_generate(self, inputs, num_generations, kwargs)  # type: ignore[arg-type]
+
+
 def offline_batch_generate(
     llm: "LLM", inputs: Optional[List[FormattedInput]], num_generations: int, kwargs: Dict[str, Any]
 ) -> List[GenerateOutput]:
@@ -156,6 +172,8 @@ def offline_batch_generate(
     from beam_distil.models.event_loop import run_coroutine
     from beam_distil.models.structured_output import call_arguments
 
+    if not type(llm).supports_offline_batch_generation:
+        raise NotImplementedError(f"{type(llm).__name__} has no provider batch API")
     if llm.jobs_ids is None and not inputs:
         raise ValueError("offline_batch_generate needs the inputs on its first call (no batch submitted yet)")
     api = llm.offline_batch_api()  # loads the LLM's client if needed

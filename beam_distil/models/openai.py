@@ -24,6 +24,7 @@ from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 from beam_distil.helpers import http_url_problem, secret_digest
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput
 from beam_distil.models.event_loop import close_on_loop
+from beam_distil.models.offline_batch import DirectOfflineBatchGeneration
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
 
@@ -34,7 +35,7 @@ _API_KEY_ENV_VAR = "OPENAI_API_KEY"
 _BASE_URL_ENV_VAR = "OPENAI_BASE_URL"
 
 
-class OpenAILLM(AsyncLLM):
+class OpenAILLM(DirectOfflineBatchGeneration, AsyncLLM):
     """Chat completions (``input`` is a list of messages) or text completions (``input`` is a string)."""
 
     completes_raw_text: ClassVar[bool] = True  # a string goes to /completions

@@ -45,6 +45,7 @@ from pydantic import Field, PositiveFloat, PrivateAttr, SecretStr
 
 from beam_distil.helpers import secret_digest
 from beam_distil.models.base import AsyncLLM, FormattedInput, GenerateOutput
+from beam_distil.models.offline_batch import DirectOfflineBatchGeneration
 from beam_distil.models.retries import RetryDecision
 from beam_distil.runtime_parameters import RuntimeParameter
 
@@ -82,7 +83,7 @@ def _enum_name(value: Any) -> Optional[str]:
     return str(getattr(value, "value", value))
 
 
-class VertexAILLM(AsyncLLM):
+class VertexAILLM(DirectOfflineBatchGeneration, AsyncLLM):
     """Gemini ``generateContent`` on Vertex AI; ``input`` is a list of messages or a single user prompt."""
 
     supports_offline_batch_generation: ClassVar[bool] = True

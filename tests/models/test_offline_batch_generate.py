@@ -48,3 +48,12 @@ def test_the_first_call_needs_inputs():
     llm = OpenAILLM(model="m", base_url="http://127.0.0.1:9/v1", api_key="test", use_offline_batch_generation=True)
     with pytest.raises(ValueError, match="needs the inputs"):
         llm.offline_batch_generate()
+
+
+def test_a_service_without_a_known_batch_api_refuses_the_direct_call():
+    from beam_distil.models import GroqLLM, OllamaLLM
+
+    with pytest.raises(NotImplementedError, match="GroqLLM has no provider batch API"):
+        GroqLLM(model="m", api_key="test").offline_batch_generate(chats("a"))
+    with pytest.raises(NotImplementedError, match="OllamaLLM has no provider batch API"):
+        OllamaLLM(model="m").offline_batch_generate(chats("a"))
