@@ -34,9 +34,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set
 
 from beam_distil.beam.batch_ledger import BatchLedger, BatchRecord
-from beam_distil.beam.llm_calls import RowResult, cache_io, describe_error
+from beam_distil.beam.llm_calls import RowResult, answered_row, cache_io, cached_row, describe_error, failed_row
 from beam_distil.models.base import LLM, missing_answers
-from beam_distil.models.offline_batch import BatchAnswer, BatchRequest, BatchStatus, OfflineBatchAPI, answer_of_requests
+from beam_distil.models.offline_batch import (
+    BatchAnswer, BatchRequest, BatchStatus, OfflineBatchAPI, answer_of_requests, request_parts, split_within_limits,
+)
 from beam_distil.models.retries import backoff_seconds
 from beam_distil.models.structured_output import call_arguments
 from beam_distil.rows import RowId
@@ -71,7 +73,6 @@ class BatchCounts:
 class _Row:
     """One input row on its way through the batches."""
 
-    row_id: RowId
     input: Dict[str, Any]
     formatted: Any
     key: str
@@ -110,11 +111,10 @@ class OfflineBatches:
         """A ``RowResult`` per row (``None``: still waiting on a running batch, when not blocking), and counts."""
         counts = BatchCounts()
         results: List[Optional[RowResult]] = [None] * len(inputs)
-        requests: Dict[str, BatchRequest] = {}
-        lines: Dict[str, bytes] = {}
+        lines: Dict[str, bytes] = {}  # each request of the rows, encoded, by custom_id
         rows: Dict[int, _Row] = {}
         for index, (row_id, input) in enumerate(zip(row_ids, inputs)):
-            outcome = await self._prepare(row_id, input, requests, lines)
+            outcome = await self._prepare(row_id, input, lines)
             if isinstance(outcome, RowResult):
                 results[index] = outcome
                 continue
@@ -124,9 +124,9 @@ class OfflineBatches:
 
         answered: Dict[str, BatchAnswer] = {}
         failed_requests: Dict[str, str] = {}
-        tracked, new, attempts = await self._resume(requests)
+        tracked, new, attempts = await self._resume(list(lines))
         counts.batches_resumed = len(tracked)
-        self._report(batches_open=len(tracked), batch_requests=len(requests))
+        self._report(batches_open=len(tracked), batch_requests=len(lines))
         await self._submit(new, lines, attempts, tracked, failed_requests, counts)
 
         block = self._client.offline_batch_generation_block_until_done
@@ -166,13 +166,13 @@ class OfflineBatches:
             await asyncio.sleep(block)
         return results, counts
 
-    async def _resume(self, requests: Dict[str, BatchRequest]) -> "tuple[Dict[str, _Tracked], List[str], Dict[str, int]]":
-        """What the ledger knows of ``requests``: the batches holding them (by submission), the requests never
+    async def _resume(self, custom_ids: List[str]) -> "tuple[Dict[str, _Tracked], List[str], Dict[str, int]]":
+        """What the ledger knows of ``custom_ids``: the batches holding them (by submission), the requests never
         submitted, and how many times each was submitted already."""
-        ledger_index = await self._io(self._ledger.load_index)
+        ledger_index = await cache_io(self._cache, self._ledger.load_index)
         tracked: Dict[str, _Tracked] = {}
         new: List[str] = []
-        for custom_id in requests:
+        for custom_id in custom_ids:
             records = ledger_index.get(custom_id)
             if not records:
                 new.append(custom_id)
@@ -180,7 +180,7 @@ class OfflineBatches:
             latest = records[-1]
             entry = tracked.setdefault(latest.submission, _Tracked(latest, set(), ended_before=latest.final))
             entry.wanted.add(custom_id)
-        attempts = {custom_id: len(ledger_index.get(custom_id, ())) for custom_id in requests}
+        attempts = {custom_id: len(ledger_index.get(custom_id, ())) for custom_id in custom_ids}
         for entry in list(tracked.values()):
             if entry.record.batch_id is not None:
                 continue
@@ -194,51 +194,41 @@ class OfflineBatches:
                     attempts[custom_id] -= 1
             else:
                 entry.record.batch_id = found
-            await self._io(self._ledger.save, entry.record)
+            await cache_io(self._cache, self._ledger.save, entry.record)
         return tracked, new, attempts
 
-    async def _prepare(
-        self, row_id: RowId, input: Dict[str, Any], requests: Dict[str, BatchRequest],
-        lines: Dict[str, bytes],
-    ) -> "RowResult | _Row":
-        """The row's cached result, its failure (a prompt that cannot be formatted or sent), or its requests."""
+    async def _prepare(self, row_id: RowId, input: Dict[str, Any], lines: Dict[str, bytes]) -> "RowResult | _Row":
+        """The row's cached result, its failure (a prompt that cannot be formatted or sent), or its requests
+        (their encoded lines added to ``lines``)."""
         task, client = self._task, self._client
         try:
             formatted = task.format_input(input)
         except Exception as error:  # noqa: BLE001 — the row is kept with its error, nothing was sent
-            return self._failed(input, None, describe_error(error, client), requests=0)
+            return failed_row(task, input, None, describe_error(error, client), requests=0)
         kwargs = task.generation_kwargs(input)
         key = self._cache.key(client, formatted, task.num_generations, kwargs)
-        cached = await cache_io(self._cache, self._cache.get, key)
-        if cached is not None and not missing_answers(cached):
-            return RowResult(rows=task.rows_from_output(input, formatted, cached), requests=0, failed=False,
-                             input_tokens=0, output_tokens=0, cache_hits=1)
+        cached = await cached_row(task, input, formatted, self._cache, key)
+        if cached is not None:
+            return cached
         prompt, call_kwargs = call_arguments(client, formatted, kwargs)
         digest = hashlib.sha256(json.dumps([list(row_id), key]).encode()).hexdigest()[:40]
-        if client.one_request_per_generation and task.num_generations > 1:
-            seed = call_kwargs.get("seed")
-            parts = [
-                (1, call_kwargs if seed is None else {**call_kwargs, "seed": seed + part})
-                for part in range(task.num_generations)
-            ]
-        else:
-            parts = [(task.num_generations, call_kwargs)]
-        row = _Row(row_id, input, formatted, key)
-        for part, (num_generations, part_kwargs) in enumerate(parts):
+        row = _Row(input, formatted, key)
+        row_lines = {}
+        for part, (num_generations, part_kwargs) in enumerate(request_parts(client, task.num_generations, call_kwargs)):
             request = BatchRequest(f"{digest}-{part}", prompt, num_generations, part_kwargs)
             try:
                 line = self._api.encode_request(request)
             except (ValueError, TypeError) as error:
-                return self._failed(input, formatted, describe_error(error, client), requests=0)
+                return failed_row(task, input, formatted, describe_error(error, client), requests=0)
             if len(line) + 1 > self._api.max_bytes_per_batch:
-                return self._failed(
-                    input, formatted,
+                reason = (
                     f"the request is {len(line)} bytes, more than a {self._api.provider} batch takes"
-                    f" ({self._api.max_bytes_per_batch} bytes)", requests=0,
+                    f" ({self._api.max_bytes_per_batch} bytes)"
                 )
-            requests[request.custom_id] = request
-            lines[request.custom_id] = line
+                return failed_row(task, input, formatted, reason, requests=0)
+            row_lines[request.custom_id] = line
             row.custom_ids.append(request.custom_id)
+        lines.update(row_lines)  # only a row all of whose requests can be sent sends any
         return row
 
     def _may_resend(self, attempts: int) -> bool:
@@ -250,12 +240,13 @@ class OfflineBatches:
     ) -> None:
         """Sends ``custom_ids`` in as few batches as the provider's limits allow, each recorded before it is
         created. A batch the provider refuses (a 4xx on create) fails its requests' rows, not the bundle."""
-        for chunk in self._chunks(sorted(set(custom_ids)), lines):
+        ids = sorted(set(custom_ids))
+        for chunk in split_within_limits(ids, [len(lines[c]) for c in ids], self._max_requests, self._api.max_bytes_per_batch):
             attempt = max(attempts[c] for c in chunk) + 1
             record = self._ledger.new_record(
                 self._api.provider, self._client.model_name, self._task.name, chunk, attempt=attempt
             )
-            await self._io(self._ledger.save, record)
+            await cache_io(self._cache, self._ledger.save, record)
             try:
                 record.batch_id = await self._create(record.submission, [lines[c] for c in chunk])
             except Exception as error:  # noqa: BLE001 — a refused batch fails its rows, with the provider's reason
@@ -263,10 +254,10 @@ class OfflineBatches:
                     raise
                 reason = f"the {self._api.provider} batch API refused the batch: {describe_error(error, self._client)}"
                 record.final, record.last_status = True, "refused"
-                await self._io(self._ledger.save, record)
+                await cache_io(self._cache, self._ledger.save, record)
                 failed_requests.update({c: reason for c in chunk})
                 continue
-            await self._io(self._ledger.save, record)
+            await cache_io(self._cache, self._ledger.save, record)
             for custom_id in chunk:
                 attempts[custom_id] = attempt
             tracked[record.submission] = _Tracked(record, set(chunk))
@@ -277,21 +268,6 @@ class OfflineBatches:
                 "Task %r: %s batch %s created with %d requests%s.", self._task.name, self._api.provider,
                 record.batch_id, len(chunk), f" (attempt {attempt})" if attempt > 1 else "",
             )
-
-    def _chunks(self, custom_ids: List[str], lines: Dict[str, bytes]) -> List[List[str]]:
-        chunks: List[List[str]] = []
-        current: List[str] = []
-        size = 0
-        for custom_id in custom_ids:
-            line_size = len(lines[custom_id]) + 1
-            if current and (len(current) >= self._max_requests or size + line_size > self._api.max_bytes_per_batch):
-                chunks.append(current)
-                current, size = [], 0
-            current.append(custom_id)
-            size += line_size
-        if current:
-            chunks.append(current)
-        return chunks
 
     async def _poll(self, entry: _Tracked) -> "tuple[BatchStatus, Dict[str, BatchAnswer]]":
         """The batch's status, and its answers once it has ended. A batch the provider no longer knows (deleted,
@@ -305,7 +281,7 @@ class OfflineBatches:
                 raise
             reason = f"{self._api.provider} batch {entry.record.batch_id} cannot be read: {describe_error(error, self._client)}"
             entry.record.final, entry.record.last_status = True, "unreadable"
-            await self._io(self._ledger.save, entry.record)
+            await cache_io(self._cache, self._ledger.save, entry.record)
             return BatchStatus(state="failed", provider_status="unreadable", error=reason), {}
 
     async def _status(self, entry: _Tracked) -> BatchStatus:
@@ -318,7 +294,7 @@ class OfflineBatches:
                 status.failed, f" ({status.error})" if status.error else "",
             )
             entry.record.last_status, entry.record.final = seen, status.is_final
-            await self._io(self._ledger.save, entry.record)
+            await cache_io(self._cache, self._ledger.save, entry.record)
         return status
 
     async def _finish_rows(
@@ -332,32 +308,21 @@ class OfflineBatches:
                 continue
             failure = next((failed_requests[c] for c in row.custom_ids if c in failed_requests), None)
             if failure is not None:
-                results[index] = self._failed(row.input, row.formatted, failure, requests=len(row.custom_ids))
+                results[index] = failed_row(self._task, row.input, row.formatted, failure, requests=len(row.custom_ids))
                 continue
             if not all(c in answered for c in row.custom_ids):
                 continue
             answer = answer_of_requests([answered[c] for c in row.custom_ids])
             if answer.output is None:
-                results[index] = self._failed(row.input, row.formatted, self._client.redact(
-                    f"{self._api.provider} batch answered with an error: {answer.error}"), requests=len(row.custom_ids))
+                reason = self._client.redact(f"{self._api.provider} batch answered with an error: {answer.error}")
+                results[index] = failed_row(self._task, row.input, row.formatted, reason, requests=len(row.custom_ids))
                 continue
-            output = answer.output
-            missing = missing_answers(output)
-            if not missing:
-                await cache_io(self._cache, self._cache.put, row.key, output)
-            results[index] = RowResult(
-                rows=self._task.rows_from_output(row.input, row.formatted, output),
-                requests=len(row.custom_ids),
-                failed=bool(missing),
-                input_tokens=sum(output["statistics"]["input_tokens"]),
-                output_tokens=sum(output["statistics"]["output_tokens"]),
-                error=f"no answer: {'; '.join(missing)}" if missing else None,
-                paid_in_batch=True,
+            result = answered_row(
+                self._task, row.input, row.formatted, answer.output, requests=len(row.custom_ids), paid_in_batch=True
             )
-
-    def _failed(self, input: Dict[str, Any], formatted: Any, reason: str, requests: int) -> RowResult:
-        return RowResult(rows=self._task.rows_from_output(input, formatted, None, error=reason), requests=requests,
-                         failed=True, input_tokens=0, output_tokens=0, error=reason)
+            if not result.failed:  # an answer without text is not cached: a re-run asks again
+                await cache_io(self._cache, self._cache.put, row.key, answer.output)
+            results[index] = result
 
     async def _create(self, submission: str, lines: List[bytes]) -> str:
         """Creates one batch, retried like any call; but before a retry, the provider's list of batches is asked
@@ -388,12 +353,6 @@ class OfflineBatches:
                     recovered = await recover()
                     if recovered is not None:
                         return recovered
-
-    async def _io(self, operation: Callable[..., Any], *args: Any) -> Any:
-        """A ledger read or write, in a thread when the ledger is remote (``gs://``)."""
-        if self._cache.is_local:
-            return operation(*args)
-        return await asyncio.get_running_loop().run_in_executor(None, operation, *args)
 
 
 def _usable(answer: Optional[BatchAnswer]) -> bool:
@@ -432,5 +391,5 @@ def batches_not_finished(
         " the LLM's offline_batch_generation_block_until_done=<seconds> to wait for them within the run."
     )
     return DistilabelOfflineBatchGenerationNotFinishedException(
-        [record.batch_id for record in records if record.batch_id], message, distiset=distiset
+        [record.batch_id for record in records], message, distiset=distiset
     )

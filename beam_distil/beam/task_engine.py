@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from beam_distil.beam.llm_calls import RowResult, cache_io, call_llm, describe_error
+from beam_distil.beam.llm_calls import (
+    RowResult, answered_row, cache_io, cached_row, call_llm, describe_error, failed_row,
+)
 from beam_distil.beam.sequential_calls import generate_conversation_row
-from beam_distil.models.base import LLM, missing_answers
+from beam_distil.models.base import LLM
 from beam_distil.models.in_flight import InFlightCounter, counting_requests_into
 
 if TYPE_CHECKING:
@@ -45,36 +47,22 @@ async def generate_row(
     try:
         formatted = task.format_input(input)
     except Exception as error:  # noqa: BLE001 — the row is kept with its error, nothing was sent
-        reason = describe_error(error, client)
-        return RowResult(rows=task.rows_from_output(input, None, None, error=reason), requests=0, failed=True,
-                         input_tokens=0, output_tokens=0, error=reason)
+        return failed_row(task, input, None, describe_error(error, client), requests=0)
     kwargs = task.generation_kwargs(input)
     key = cache.key(client, formatted, task.num_generations, kwargs) if cache is not None else None
     if key is not None:
-        cached = await cache_io(cache, cache.get, key)
-        if cached is not None and not missing_answers(cached):  # an empty answer cached by an older version
-            return RowResult(rows=task.rows_from_output(input, formatted, cached), requests=0, failed=False,
-                             input_tokens=0, output_tokens=0, cache_hits=1)
+        cached = await cached_row(task, input, formatted, cache, key)
+        if cached is not None:
+            return cached
     outcome = await call_llm(client, formatted, task.num_generations, kwargs)
     if outcome.error is not None:
-        reason = describe_error(outcome.error, client)
-        return RowResult(rows=task.rows_from_output(input, formatted, None, error=reason), requests=1, failed=True,
-                         input_tokens=0, output_tokens=0, retries=outcome.retries, error=reason)
-    output = outcome.output
-    missing = missing_answers(output)
-    # An answer without text (filtered, refused, empty) was paid but is a failure: counted, dead-lettered, and
-    # not cached, so a re-run asks again.
-    if key is not None and not missing:
-        await cache_io(cache, cache.put, key, output)
-    return RowResult(
-        rows=task.rows_from_output(input, formatted, output),
-        requests=1,
-        failed=bool(missing),
-        input_tokens=sum(output["statistics"]["input_tokens"]),
-        output_tokens=sum(output["statistics"]["output_tokens"]),
-        retries=outcome.retries,
-        error=f"no answer: {'; '.join(missing)}" if missing else None,
-    )
+        return failed_row(task, input, formatted, describe_error(outcome.error, client), requests=1,
+                          retries=outcome.retries)
+    result = answered_row(task, input, formatted, outcome.output, requests=1, retries=outcome.retries)
+    # A failed result here is an answer without text: paid, but not cached, so a re-run asks again.
+    if key is not None and not result.failed:
+        await cache_io(cache, cache.put, key, outcome.output)
+    return result
 
 
 async def generate_batch(

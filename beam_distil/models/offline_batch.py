@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, TypeVar
 
 from beam_distil.models.base import FormattedInput, GenerateOutput
 
@@ -33,6 +33,8 @@ BatchState = Literal["running", "completed", "failed", "expired", "cancelled"]
 (validating, queued, in progress, finalizing, cancelling); the other four are final."""
 
 FINAL_STATES = ("completed", "failed", "expired", "cancelled")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,35 @@ class OfflineBatchAPI(ABC):
         """Releases the API's HTTP session."""
 
 
+def request_parts(llm: "LLM", num_generations: int, kwargs: Dict[str, Any]) -> List[Tuple[int, Dict[str, Any]]]:
+    """``(num_generations, kwargs)`` of each request one input needs: one request with ``n``, or, for an API
+    without ``n`` (``llm.one_request_per_generation``), one request per generation, a given ``seed`` offset by the
+    generation's index so that the answers differ, as online (``AsyncLLM.acall``)."""
+    if not (llm.one_request_per_generation and num_generations > 1):
+        return [(num_generations, kwargs)]
+    seed = kwargs.get("seed")
+    return [(1, kwargs if seed is None else {**kwargs, "seed": seed + part}) for part in range(num_generations)]
+
+
+def split_within_limits(items: List[T], sizes: List[int], max_requests: int, max_bytes: int) -> List[List[T]]:
+    """``items`` in order, cut into as few groups as keep each within ``max_requests`` items and ``max_bytes``
+    bytes, where an item takes its size plus a newline (one JSONL line each). An item larger than ``max_bytes``
+    alone is a group of its own: the provider refuses it, and says why."""
+    groups: List[List[T]] = []
+    current: List[T] = []
+    size = 0
+    for item, item_size in zip(items, sizes):
+        line_size = item_size + 1
+        if current and (len(current) >= max_requests or size + line_size > max_bytes):
+            groups.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += line_size
+    if current:
+        groups.append(current)
+    return groups
+
+
 def answer_of_requests(answers: List[BatchAnswer]) -> BatchAnswer:
     """One row's answer from the answers to its requests, in generation order (a provider without ``n`` answers
     each generation in a request of its own): their outputs combined, or the first error."""
@@ -177,25 +208,19 @@ def offline_batch_generate(
     if llm.jobs_ids is None and not inputs:
         raise ValueError("offline_batch_generate needs the inputs on its first call (no batch submitted yet)")
     api = llm.offline_batch_api()  # loads the LLM's client if needed
-    per_generation = llm.one_request_per_generation and num_generations > 1
-    parts = num_generations if per_generation else 1
+    parts = len(request_parts(llm, num_generations, kwargs))
 
     async def submit() -> None:
         lines = []
         for index, input in enumerate(inputs or []):
             prompt, call_kwargs = call_arguments(llm, input, kwargs, default_schema=llm.structured_output)
-            for part in range(parts):
-                part_kwargs = call_kwargs
-                if per_generation and call_kwargs.get("seed") is not None:
-                    part_kwargs = {**call_kwargs, "seed": call_kwargs["seed"] + part}
-                request = BatchRequest(f"input-{index}-{part}", prompt, 1 if per_generation else num_generations, part_kwargs)
-                lines.append(api.encode_request(request))
+            for part, (generations, part_kwargs) in enumerate(request_parts(llm, num_generations, call_kwargs)):
+                lines.append(api.encode_request(BatchRequest(f"input-{index}-{part}", prompt, generations, part_kwargs)))
         limit = min(api.max_requests_per_batch, llm.offline_batch_max_requests or api.max_requests_per_batch)
-        ids = []
-        for start in range(0, len(lines), limit):  # the byte limit is the engine's job in a pipeline
-            chunk = lines[start:start + limit]
-            ids.append(await api.submit(chunk, submission=f"direct-{id(llm):x}-{start}"))
-        llm.jobs_ids = tuple(ids)
+        groups = split_within_limits(lines, [len(line) for line in lines], limit, api.max_bytes_per_batch)
+        llm.jobs_ids = tuple(
+            [await api.submit(group, submission=f"direct-{id(llm):x}-{number}") for number, group in enumerate(groups)]
+        )
 
     async def collect() -> Dict[str, BatchAnswer]:
         while True:
