@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional
 
 from beam_distil.beam.batch_ledger import BatchLedger, BatchRecord
 from beam_distil.beam.llm_calls import RowResult, answered_row, cache_io, cached_row, describe_error, failed_row
-from beam_distil.models.base import LLM, missing_answers
+from beam_distil.models.base import LLM, missing_answers, request_parts
 from beam_distil.models.offline_batch import (
-    BatchAnswer, BatchRequest, BatchStatus, OfflineBatchAPI, answer_of_requests, request_parts, split_within_limits,
+    BatchAnswer, BatchRequest, BatchStatus, OfflineBatchAPI, answer_of_requests, split_within_limits,
 )
 from beam_distil.models.retries import backoff_seconds
 from beam_distil.models.structured_output import call_arguments

@@ -394,6 +394,19 @@ def missing_answers(output: GenerateOutput) -> List[str]:
     return missing
 
 
+def request_parts(
+    llm: "AsyncLLM", num_generations: int, kwargs: Dict[str, Any]
+) -> List[Tuple[int, Dict[str, Any]]]:
+    """``(num_generations, kwargs)`` of each request one input needs: one request with ``n``, or, for an API
+    without ``n`` (``llm.one_request_per_generation``), one request per generation, a given ``seed`` offset by the
+    generation's index so that the answers differ. ``AsyncLLM.acall`` sends them so online, the batch engine in a
+    batch."""
+    if not (llm.one_request_per_generation and num_generations > 1):
+        return [(num_generations, kwargs)]
+    seed = kwargs.get("seed")
+    return [(1, kwargs if seed is None else {**kwargs, "seed": seed + part}) for part in range(num_generations)]
+
+
 @dataclass
 class CallOutcome:
     """One generation call after retries: its output, or the last error, and how many retries it took."""
@@ -490,11 +503,10 @@ class AsyncLLM(LLM, ABC):
             retries += 1
 
     async def _acall_each_generation(self, input: FormattedInput, num_generations: int, kwargs: Dict[str, Any]) -> CallOutcome:
-        seed = kwargs.get("seed")
         outcomes = await asyncio.gather(
             *(
-                self.acall(input, num_generations=1, **(kwargs if seed is None else {**kwargs, "seed": seed + index}))
-                for index in range(num_generations)
+                self.acall(input, num_generations=n, **part_kwargs)
+                for n, part_kwargs in request_parts(self, num_generations, kwargs)
             )
         )
         retries = sum(outcome.retries for outcome in outcomes)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, List, Literal, Optional, TypeVar
 
-from beam_distil.models.base import FormattedInput, GenerateOutput
+from beam_distil.models.base import FormattedInput, GenerateOutput, request_parts
 
 if TYPE_CHECKING:
     from beam_distil.models.base import LLM
@@ -126,16 +126,6 @@ class OfflineBatchAPI(ABC):
 
     async def close(self) -> None:
         """Releases the API's HTTP session."""
-
-
-def request_parts(llm: "LLM", num_generations: int, kwargs: Dict[str, Any]) -> List[Tuple[int, Dict[str, Any]]]:
-    """``(num_generations, kwargs)`` of each request one input needs: one request with ``n``, or, for an API
-    without ``n`` (``llm.one_request_per_generation``), one request per generation, a given ``seed`` offset by the
-    generation's index so that the answers differ, as online (``AsyncLLM.acall``)."""
-    if not (llm.one_request_per_generation and num_generations > 1):
-        return [(num_generations, kwargs)]
-    seed = kwargs.get("seed")
-    return [(1, kwargs if seed is None else {**kwargs, "seed": seed + part}) for part in range(num_generations)]
 
 
 def split_within_limits(items: List[T], sizes: List[int], max_requests: int, max_bytes: int) -> List[List[T]]:
