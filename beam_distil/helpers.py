@@ -8,6 +8,7 @@
 * ``to_text``: a pipeline's ``dump()`` as YAML or JSON text.
 * ``is_installed``: whether an optional package (an extra) can be imported, without importing it.
 * ``http_url_problem``: why a configured URL is not a usable http(s) URL, for an LLM's ``check_ready``.
+* ``text_table``: rows of cells as an aligned text table (the run summary's tables).
 
 Example::
 
@@ -114,3 +115,19 @@ def http_url_problem(url: Optional[str], what: str, *examples: str) -> Optional[
     if usable:
         return None
     return f"{what} is not an http(s) URL; write it like " + " or ".join(repr(example) for example in examples)
+
+
+def text_table(rows: Iterable[Iterable[Any]]) -> str:
+    """``rows`` (the first one the header) as an aligned text table: the first column left-aligned (names), the
+    others right-aligned (figures), a dashed line under the header::
+
+        text_table([["step", "rows"], ["gen", 10]])   # "step  rows\n----  ----\ngen     10"
+    """
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from beam_distil.errors import PipelineValidationError
-from beam_distil.helpers import did_you_mean
+from beam_distil.helpers import did_you_mean, text_table
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 """Prices are per million tokens, as providers publish them."""
@@ -248,13 +248,7 @@ def format_usage(usage: Mapping[str, ModelUsage], prices: Optional[Mapping[str, 
         priced = [item.cost for item in usage.values() if item.cost is not None]
         totals = [sum(column) for column in zip(*(_figures(item) for item in usage.values()))]
         rows.append(["total", *totals, _cost_text(sum(priced) if priced else None)])
-    rows = [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths)))
-        for row in rows
-    ]  # names left-aligned, figures right-aligned, as in the per-step table
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = [text_table(rows)]  # names left-aligned, figures right-aligned, as in the per-step table
     unpriced = [item.model for item in usage.values() if item.cost is None]
     if unpriced and prices:  # without any prices, the cost was not asked for
         total_note = " (not in the total)" if len(usage) > 1 and len(unpriced) < len(usage) else ""

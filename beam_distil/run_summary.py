@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from beam_distil.helpers import text_table
 from beam_distil.run_cost import ModelPrice, ModelUsage, format_usage
 
 logger = logging.getLogger("beam_distil")
@@ -61,10 +62,7 @@ def format_summary(metrics: Dict[str, Dict[str, int]]) -> str:
     rows: List[List[str]] = [header]
     for step, counters in metrics.items():
         rows.append([step, *(str(counters[c]) if c in counters else "-" for c in _COLUMNS)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) if i == 0 else cell.rjust(width) for i, (cell, width) in enumerate(zip(row, widths))) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+    return text_table(rows)
 
 
 def report_summary(
