@@ -40,7 +40,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from beam_distil.models.offline_batch import BatchAnswer, BatchRequest, BatchStatus, OfflineBatchAPI
-from beam_distil.models.rest import MalformedResponseError, RESTClient
+from beam_distil.models.rest import MalformedResponseError, RESTClient, json_object
 
 if TYPE_CHECKING:
     from beam_distil.models.anthropic import AnthropicLLM
@@ -92,7 +92,7 @@ class AnthropicBatchAPI(OfflineBatchAPI):
         # The lines are sent as they were encoded, so the bytes the limits were checked against are the bytes sent.
         body = b'{"requests":[' + b",".join(lines) + b"]}"
         raw = await self._client.request_bytes("POST", BATCHES_PATH, body)
-        batch = _json_object(raw, f"{self._client.base_url}/{BATCHES_PATH}")
+        batch = json_object(raw, f"{self._client.base_url}/{BATCHES_PATH}")
         batch_id = batch.get("id")
         if not isinstance(batch_id, str) or not batch_id:
             raise MalformedResponseError(
@@ -192,13 +192,3 @@ class AnthropicBatchAPI(OfflineBatchAPI):
 
     async def close(self) -> None:
         await self._client.close()
-
-
-def _json_object(raw: bytes, url: str) -> Dict[str, Any]:
-    try:
-        answer = json.loads(raw)
-    except ValueError as error:
-        raise MalformedResponseError(f"the answer from {url} is not JSON ({error}): {raw[:200]!r}") from error
-    if not isinstance(answer, dict):
-        raise MalformedResponseError(f"the answer from {url} is not a JSON object: {raw[:200]!r}")
-    return answer

@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import aiohttp
 
 from beam_distil.models.offline_batch import BatchAnswer, BatchRequest, BatchState, BatchStatus, OfflineBatchAPI
-from beam_distil.models.rest import HTTPStatusError, MalformedResponseError, RESTClient
+from beam_distil.models.openai_rest import openai_account_headers
+from beam_distil.models.rest import HTTPStatusError, MalformedResponseError, RESTClient, json_object
 
 if TYPE_CHECKING:
     from beam_distil.models.openai import OpenAILLM
@@ -102,10 +102,7 @@ class OpenAIBatchAPI(OfflineBatchAPI):
         all_headers: Dict[str, str] = {}
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"
-        # As the openai SDK (and OpenAILLM online) does: the organization and project the key is used for.
-        for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
-            if os.getenv(variable):
-                all_headers[header] = os.environ[variable]
+        all_headers.update(openai_account_headers())  # as OpenAILLM online: the organization and project
         all_headers.update(headers or {})
         # Two sessions, because aiohttp's timeout is the session's: a poll should fail in seconds, while a 200 MB
         # upload may take minutes.
@@ -154,7 +151,7 @@ class OpenAIBatchAPI(OfflineBatchAPI):
         form = aiohttp.FormData()
         form.add_field("purpose", "batch")
         form.add_field("file", data, filename=f"beam-distil-{submission[:32]}.jsonl", content_type="application/jsonl")
-        uploaded = _decoded(await self._call(self._files, "POST", "files", form))
+        uploaded = json_object(await self._call(self._files, "POST", "files", form), "OpenAI's files API")
         file_id = _field(uploaded, "id", "the uploaded file")
         created = await self._json(
             "POST",
@@ -304,7 +301,7 @@ class OpenAIBatchAPI(OfflineBatchAPI):
         self, method: str, path: str, body: Any = None, *, params: Optional[Mapping[str, str]] = None
     ) -> Dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        return _decoded(await self._call(self._client, method, path, data, params=params))
+        return json_object(await self._call(self._client, method, path, data, params=params), f"OpenAI's {path}")
 
     async def _call(
         self,
@@ -331,16 +328,6 @@ def _url_of(line: bytes) -> Optional[str]:
     except (ValueError, AttributeError):
         return None
     return url if isinstance(url, str) else None
-
-
-def _decoded(raw: bytes) -> Dict[str, Any]:
-    try:
-        decoded = json.loads(raw)
-    except ValueError as error:
-        raise MalformedResponseError(f"OpenAI's answer is not JSON ({error}): {raw[:200]!r}") from error
-    if not isinstance(decoded, dict):
-        raise MalformedResponseError(f"OpenAI's answer is not a JSON object: {raw[:200]!r}")
-    return decoded
 
 
 def _field(obj: Dict[str, Any], name: str, what: str) -> str:

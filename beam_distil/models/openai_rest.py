@@ -24,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import urllib.request
 from typing import Any, Dict, Mapping, Optional
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from beam_distil import __version__
+from beam_distil.models.rest import proxy_for
 
 # The SDK's exception class for each HTTP status it names; any other status >= 500 is an InternalServerError.
 _STATUS_ERRORS = {
@@ -74,11 +73,9 @@ class OpenAIRESTClient:
         }
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
-        for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
-            if os.getenv(variable):
-                self._headers[header] = os.environ[variable]
+        self._headers.update(openai_account_headers())
         self._headers.update(headers or {})
-        self._proxy = _proxy_for(self.base_url)
+        self._proxy = proxy_for(self.base_url)
         self._session: Optional[aiohttp.ClientSession] = None
 
     def _open_session(self) -> aiohttp.ClientSession:
@@ -123,12 +120,11 @@ class OpenAIRESTClient:
             self._session = None
 
 
-def _proxy_for(url: str) -> Optional[str]:
-    """The proxy the environment names for ``url`` (``HTTPS_PROXY``/``HTTP_PROXY``, minus ``NO_PROXY``), if any."""
-    parts = urlsplit(url)
-    if urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return urllib.request.getproxies().get(parts.scheme)
+def openai_account_headers() -> Dict[str, str]:
+    """``OpenAI-Organization`` and ``OpenAI-Project`` from ``OPENAI_ORG_ID`` / ``OPENAI_PROJECT_ID`` when set, as
+    the openai SDK sends them: the organization and project a key is used for."""
+    variables = (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID"))
+    return {header: os.environ[variable] for header, variable in variables if os.getenv(variable)}
 
 
 def _sdk_error(name: str) -> Any:

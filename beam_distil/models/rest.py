@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -135,6 +135,18 @@ class RESTClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def json_object(raw: bytes, source: str) -> Dict[str, Any]:
+    """``raw`` decoded as one JSON object; ``MalformedResponseError`` (worth a retry) naming ``source`` (the URL,
+    or what answered) when it is not one."""
+    try:
+        decoded = json.loads(raw)
+    except ValueError as error:
+        raise MalformedResponseError(f"the answer from {source} is not JSON ({error}): {raw[:200]!r}") from error
+    if not isinstance(decoded, dict):
+        raise MalformedResponseError(f"the answer from {source} is not a JSON object: {raw[:200]!r}")
+    return decoded
 
 
 def proxy_for(url: str) -> Optional[str]:
