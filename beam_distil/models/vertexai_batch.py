@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional
 
@@ -57,6 +58,8 @@ from beam_distil.models.offline_batch import BatchAnswer, BatchRequest, BatchSta
 
 if TYPE_CHECKING:
     from beam_distil.models.vertexai import VertexAILLM
+
+logger = logging.getLogger("beam_distil")
 
 DISPLAY_NAME_PREFIX = "beam-distil-"
 CUSTOM_ID_LABEL = "beam_distil_custom_id"
@@ -220,7 +223,13 @@ class VertexBatchAPI(OfflineBatchAPI):
                 for raw in handle:
                     if not raw.strip():
                         continue
-                    custom_id, answer = self._answer_of_line(raw)
+                    try:
+                        custom_id, answer = self._answer_of_line(raw)
+                    except (ValueError, AttributeError) as error:
+                        # One unreadable line costs its request a resend, not the whole batch its answers.
+                        logger.warning("A line of %s is left out, its request counts as unanswered: %s (%r)",
+                                       path, error, raw[:200])
+                        continue
                     # A line without our label is no request of ours (a file someone else put there): left out.
                     # The same request may appear twice (a file exported while running, then the final one): an
                     # answer wins over an error.

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -305,3 +306,18 @@ def test_offline_batch_location_is_required_and_left_out_of_the_cache_key(tmp_pa
     assert on_gcs.cache_identity() == online.cache_identity()
     assert "offline_batch_location" not in on_gcs.cache_identity()
     assert VertexAILLM.supports_offline_batch_generation
+
+
+def test_an_unreadable_predictions_line_costs_only_its_own_request(api, server, caplog):
+    job = submit(api, [BatchRequest("r-0", chat("first"), 1, {}), BatchRequest("r-1", chat("second"), 1, {})])
+    poll_until_final(api, job)
+    [predictions] = Path(server.job(job)["outputInfo"]["gcsOutputDirectory"]).glob("predictions*.jsonl")
+    lines = predictions.read_text().splitlines()
+    kept = [line for line in lines if "r-1" not in line]
+    predictions.write_text("\n".join(kept + ['{"request": {"labels": {"beam_distil_custom_id": "r-1"', "[1, 2]"]) + "\n")
+
+    with caplog.at_level(logging.WARNING, logger="beam_distil"):
+        answers = run_coroutine(api.answers(job))
+    assert set(answers) == {"r-0"}
+    assert answers["r-0"].output["generations"] == ["gemini-test: first"]
+    assert caplog.text.count("is left out, its request counts as unanswered") == 2
