@@ -261,7 +261,7 @@ class Pipeline:
                 anything runs (``beam_distil.run_cost``).
         """
         from beam_distil.beam.launch import launch
-        from beam_distil.run_cost import prices_for_run
+        from beam_distil.run_cost import model_of_each_task, prices_for_run, tokens_by_model
 
         prices = prices_for_run(self.name, prices)  # a mistake in them is found before the dataset is added
         if dataset is not None:
@@ -273,8 +273,10 @@ class Pipeline:
                 rows_per_slice=rows_per_slice, prices=prices,
             )
         except DistilabelOfflineBatchGenerationNotFinishedException as waiting:
-            # The run did finish, with rows left waiting on provider batches: its counters are still this run's.
+            # The run did finish, with rows left waiting on provider batches: its counters, and what they cost,
+            # are still this run's (not the figures of the run before).
             self.last_run_metrics = getattr(waiting.distiset, "statistics", None) or {}
+            self.last_run_usage = tokens_by_model(self.last_run_metrics, model_of_each_task(self.dag.steps), prices)
             raise
         self.last_run_metrics = result.metrics
         self.last_run_usage = result.usage

@@ -198,8 +198,9 @@ def test_without_blocking_the_run_ends_waiting_and_the_next_run_collects(batch_s
     batch_server.hold = True
     first = build(batch_llm(batch_server.base_url, offline_batch_generation_block_until_done=None))
     with pytest.raises(DistilabelOfflineBatchGenerationNotFinishedException) as waiting:
-        first.run()
+        first.run(prices={"m": {"input": 1.0, "output": 1.0}})
     assert first.last_run_metrics["gen"]["rows_waiting_on_batches"] == 10
+    assert first.last_run_usage["m"].cost == 0.0  # nothing answered yet, so nothing paid yet
 
     assert waiting.value.jobs_ids == tuple(batch_server.batch_ids)
     assert "10 rows of task 'gen'" in str(waiting.value) and "Run the pipeline again" in str(waiting.value)
