@@ -40,7 +40,9 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from aiohttp import web
 
 from beam_distil.testing.local_server import LocalHTTPServer
-from beam_distil.testing.openai_server import _content_text, _last_user_content
+from beam_distil.testing.openai_server import (
+    _content_text, _count_words, _last_user_content, completion_body, completion_choice,
+)
 
 __all__ = ["OpenAIBatchServer", "ENDPOINTS", "main"]
 
@@ -604,27 +606,16 @@ class OpenAIBatchServer(LocalHTTPServer):
             finish_reason = "stop"
             if refuse or no_text:
                 text, finish_reason = None, ("stop" if refuse else "content_filter")
-            completion_tokens += len((text or "").split())
-            if chat:
-                message = {"role": "assistant", "content": text, "refusal": REFUSAL if refuse else None}
-                choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason})
-            else:
-                choices.append({"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason})
-        prompt_tokens = sum(len(_content_text(m.get("content")).split()) for m in messages if isinstance(m, dict))
+            completion_tokens += _count_words(text or "")
+            choices.append(
+                completion_choice(index, text, finish_reason, chat=chat, refusal=REFUSAL if refuse else None)
+            )
+        prompt_tokens = sum(_count_words(_content_text(m.get("content"))) for m in messages if isinstance(m, dict))
         self._seq += 1
-        return {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{self._seq:012d}",
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-            "system_fingerprint": None,
-        }
+        return completion_body(
+            chat=chat, seq=self._seq, model=model, choices=choices, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
 
 
 def _read_requests(content: bytes, endpoint: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:

@@ -557,35 +557,44 @@ class OpenAICompatibleServer(LocalHTTPServer):
                 text = await self._answer(model, messages, i, n)
                 completion_tokens += _count_words(text)
                 index = p_index * n + i
-                if chat:
-                    choices.append(
-                        {
-                            "index": index,
-                            "message": {"role": "assistant", "content": text, "refusal": None},
-                            "logprobs": None,
-                            "finish_reason": "stop",
-                        }
-                    )
-                else:
-                    choices.append(
-                        {"index": index, "text": text, "logprobs": None, "finish_reason": "stop"}
-                    )
+                choices.append(completion_choice(index, text, "stop", chat=chat))
         with self._lock:
             self._seq += 1
             seq = self._seq
-        return {
-            "id": f"{'chatcmpl' if chat else 'cmpl'}-{seq:012d}",
-            "object": "chat.completion" if chat else "text_completion",
-            "created": int(time.time()),
-            "model": model,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-            "system_fingerprint": None,
-        }
+        return completion_body(
+            chat=chat, seq=seq, model=model, choices=choices, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
+
+def completion_choice(
+    index: int, text: Optional[str], finish_reason: str, *, chat: bool, refusal: Optional[str] = None
+) -> dict[str, Any]:
+    """One choice of a ``chat.completion`` (a message) or of a ``text_completion`` (its text), as OpenAI writes it."""
+    if chat:
+        message = {"role": "assistant", "content": text, "refusal": refusal}
+        return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+
+
+def completion_body(
+    *, chat: bool, seq: int, model: str, choices: list[dict[str, Any]], prompt_tokens: int, completion_tokens: int
+) -> dict[str, Any]:
+    """A ``chat.completion`` (or ``text_completion``) answer around ``choices``, with its usage, as OpenAI writes
+    it online and in a batch's output file; ``seq`` makes its id."""
+    return {
+        "id": f"{'chatcmpl' if chat else 'cmpl'}-{seq:012d}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": None,
+    }
 
 
 def _error_response(
