@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import pickle
 import re
@@ -86,14 +85,7 @@ class FakeVertexServer:
         self._server.stop()
 
 
-@pytest.fixture(autouse=True)
-def _no_google_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("GOOGLE_", "GCLOUD_", "CLOUDSDK_")):
-            monkeypatch.delenv(name)
-    # Make sure nothing can find ADC on this machine, even by accident.
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/adc.json")
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+pytestmark = pytest.mark.usefixtures("no_google_env")
 
 
 @pytest.fixture

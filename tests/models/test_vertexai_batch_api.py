@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -23,13 +22,7 @@ TOKEN = "ya29.test-access-token"
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 
 
-@pytest.fixture(autouse=True)
-def _no_google_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("GOOGLE_", "GCLOUD_", "CLOUDSDK_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/adc.json")
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+pytestmark = pytest.mark.usefixtures("no_google_env")
 
 
 @pytest.fixture
