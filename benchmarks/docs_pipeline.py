@@ -8,6 +8,9 @@ harness run, alternating A B C A B C:
   ``asyncio.Semaphore(max_concurrency)`` per model, every request gathered at once: the SDK ceiling;
 * ``sdk_aiohttp``: the same with ``openai.DefaultAioHttpClient`` (the SDK on aiohttp, which ``OpenAILLM`` posts
   with directly);
+* ``aiohttp``: the same requests posted with bare ``aiohttp`` (one session and one semaphore per model, the body
+  built by hand, the answer's text read from the JSON): no framework at all, what this machine and the server
+  allow a Python client;
 * ``distilabel``: distilabel 1.5's docs pipeline (``benchmarks/distilabel_child.py``) run with the python of
   ``benchmarks/.venv-distilabel`` (``--distilabel-python``), skipped with a note when that is not installed;
 * ``beam_distil_mp1`` / ``beam_distil_mp2``: ``beam_distil`` on ``multi_processing`` with 1 or 2 workers;
@@ -59,7 +62,7 @@ SYSTEM_BEAM_OPTIONS = {
 # Beam is imported, then the heap frozen), as the project's own processes do; plain ``beam_distil`` is a user's
 # script, whose process ``import beam_distil`` leaves as it is.
 SYSTEM_CHILD_FLAGS = {"beam_distil_owned": ["--owned-process"]}
-SYSTEMS = ["beam_distil", "sdk", "sdk_aiohttp", "distilabel", *SYSTEM_BEAM_OPTIONS, *SYSTEM_CHILD_FLAGS]
+SYSTEMS = ["beam_distil", "sdk", "sdk_aiohttp", "aiohttp", "distilabel", *SYSTEM_BEAM_OPTIONS, *SYSTEM_CHILD_FLAGS]
 
 # The issue's targets. Flags given on the command line win over a scenario's.
 SCENARIOS: Dict[str, Dict[str, Any]] = {
@@ -182,6 +185,52 @@ def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
             "run_started_clock": run_started_clock, "finished_clock": time.monotonic()}
 
 
+def _child_aiohttp(args: argparse.Namespace) -> Dict[str, Any]:
+    import aiohttp
+
+    imported = time.perf_counter()
+    instructions = _instructions(args.rows)
+    models = ALL_MODELS[: args.models]
+    url = args.base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
+
+    async def run() -> List[Dict[str, Any]]:
+        async def one(session: Any, semaphore: asyncio.Semaphore, model: str, text: str) -> Dict[str, Any]:
+            body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 128, "n": 1,
+                    "frequency_penalty": 0.0, "presence_penalty": 0.0, "temperature": 1.0, "top_p": 1.0}
+            async with semaphore:
+                async with session.post(url, data=json.dumps(body), headers=headers) as response:
+                    completion = json.loads(await response.read())
+            return {"generation": completion["choices"][0]["message"]["content"], "model_name": model}
+
+        sessions = [aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                          connector=aiohttp.TCPConnector(limit=args.max_concurrency))
+                    for _ in models]
+        semaphores = [asyncio.Semaphore(args.max_concurrency) for _ in models]
+        try:
+            per_model = await asyncio.gather(
+                *(
+                    asyncio.gather(*(one(session, semaphore, model, text) for text in instructions))
+                    for session, semaphore, model in zip(sessions, semaphores, models)
+                )
+            )
+        finally:
+            for session in sessions:
+                await session.close()
+        return [
+            {"instruction": text, "generations": [outputs[i]["generation"] for outputs in per_model],
+             "model_names": [outputs[i]["model_name"] for outputs in per_model]}
+            for i, text in enumerate(instructions)
+        ]
+
+    run_started = time.perf_counter()
+    run_started_clock = time.monotonic()
+    rows = asyncio.run(run())
+    finished = time.perf_counter()
+    return {"rows": len(rows), "run_started": run_started, "imported": imported, "finished": finished,
+            "run_started_clock": run_started_clock, "finished_clock": time.monotonic()}
+
+
 def _one_run(args: argparse.Namespace, beam_options: List[str]) -> None:
     """Child process: one run of one system, one JSON line on stdout."""
     started = time.perf_counter()
@@ -193,6 +242,8 @@ def _one_run(args: argparse.Namespace, beam_options: List[str]) -> None:
         times = _child_sdk(args, aiohttp=False)
     elif args.child == "sdk_aiohttp":
         times = _child_sdk(args, aiohttp=True)
+    elif args.child == "aiohttp":
+        times = _child_aiohttp(args)
     else:
         times = _child_beam_distil(args, beam_options)
     assert times["rows"] == args.rows, f"expected {args.rows} rows, got {times['rows']}"
@@ -326,7 +377,7 @@ def main() -> None:
                         help="With --output-dir: Pipeline.run(rows_per_slice=...); 0 runs in one Beam job.")
     parser.add_argument("--distilabel-python", type=Path, default=DEFAULT_DISTILABEL_PYTHON)
     parser.add_argument("--json-out", type=Path, help="Append every run and the medians as JSON lines here.")
-    parser.add_argument("--child", choices=["beam_distil", "sdk", "sdk_aiohttp"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["beam_distil", "sdk", "sdk_aiohttp", "aiohttp"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--owned-process", action="store_true", help=argparse.SUPPRESS)
     args, beam_options = parser.parse_known_args()
