@@ -1,5 +1,5 @@
-"""The garbage collector during a local run: the heap as it was before the run is frozen while the job runs,
-then given back to the collector.
+"""The garbage collector during a local run: the heap as it was before the run is frozen while the job runs and
+its rows are read back into a Distiset, then given back to the collector.
 
 A process that has imported Apache Beam and ``datasets`` holds about a million long-lived objects. Every full
 collection during a run walks them all again (0.2-0.3 s each, about 1 s per run of a few thousand requests,

@@ -164,59 +164,64 @@ def launch(
     pipeline_yaml = pipeline_yaml_or_none(pipeline)
     leaves = list(pipeline.dag.leaves)
     remove_stale_scratch_folders()
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
-        if output_dir is not None:
-            subsets = subset_names(leaves)
-            directories = {leaf: FileSystems.join(output_dir, subsets[leaf]) for leaf in leaves}
-            # Before the job: a remote job that is not waited for still leaves a readable folder, and an output
-            # location that cannot be written fails here, before any request is paid for.
-            write_output_configs(output_dir, list(subsets.values()), pipeline_yaml)
-        else:
-            directories = {leaf: FileSystems.join(scratch, leaf) for leaf in leaves}
-        reporter = _progress_reporter(pipeline, show_progress, pipeline_options, row_limit)
-        logger.info("Running pipeline %r with %d steps", pipeline.name, len(pipeline.dag.steps))
-        quiet_workers = harmless_worker_warnings_hidden() if local else contextlib.nullcontext()
-        metrics: Dict[str, Dict[str, int]] = {}
-        with reporter or contextlib.nullcontext(), quiet_workers, heap_frozen_during_run():
-            # A local run goes through its rows in slices, one Beam job each, so that its memory stays bounded.
-            for row_slice in row_slices(pipeline.dag, rows_per_slice if local else None, row_limit):
-                if row_slice.index:
-                    logger.info("Pipeline %r: rows from position %d", pipeline.name, row_slice.first_row)
-                beam_pipeline = make_beam_pipeline(pipeline_options)
-                build_beam_graph(
-                    beam_pipeline,
-                    pipeline.dag,
-                    directories,
-                    routing=pipeline.routing,
-                    row_limit=row_slice.row_limit,
-                    cache_dir=cache_dir,
-                    dead_letter_dir=dead_letter_dir,
-                    output_format=output_format if output_dir is not None else None,
-                    progress_board_id=reporter.board_id if reporter is not None else None,
-                    first_row=row_slice.first_row,
-                    file_label=row_slice.file_label,
-                )
-                result = beam_pipeline.run()
-                if not (local or wait_for_remote):
-                    logger.info("Pipeline %r submitted, state %s; not waiting for it", pipeline.name, result.state)
-                    return LaunchResult(result)
-                result.wait_until_finish()
-                slice_counters = counters_by_step(result)
-                metrics = add_counters(metrics, slice_counters)
-                if row_slice.is_last(slice_counters):
-                    break
-        # Parquet output is read back as Arrow tables: a million rows as Python dicts would not fit in memory.
-        tables = {leaf: read_output_table(directory) for leaf, directory in directories.items()} if output_dir else {}
-        read = read_output_rows if output_dir is not None else read_scratch_rows
-        rows = {
-            leaf: [] if tables.get(leaf) is not None else [row for _, row in read(directory)]
-            for leaf, directory in directories.items()
-        }
-    distiset = Distiset.from_rows(rows, pipeline_yaml=pipeline_yaml)
-    names = subset_names(leaves)
-    for leaf, table in tables.items():
-        if table is not None:
-            distiset[names[leaf]]["train"] = Dataset(table)
+    # Reading the rows back and building the Distiset allocate as much as the job: both run with the heap frozen
+    # too, or the collections they trigger walk every object of the imported modules.
+    with heap_frozen_during_run():
+        with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as scratch:
+            if output_dir is not None:
+                subsets = subset_names(leaves)
+                directories = {leaf: FileSystems.join(output_dir, subsets[leaf]) for leaf in leaves}
+                # Before the job: a remote job that is not waited for still leaves a readable folder, and an output
+                # location that cannot be written fails here, before any request is paid for.
+                write_output_configs(output_dir, list(subsets.values()), pipeline_yaml)
+            else:
+                directories = {leaf: FileSystems.join(scratch, leaf) for leaf in leaves}
+            reporter = _progress_reporter(pipeline, show_progress, pipeline_options, row_limit)
+            logger.info("Running pipeline %r with %d steps", pipeline.name, len(pipeline.dag.steps))
+            quiet_workers = harmless_worker_warnings_hidden() if local else contextlib.nullcontext()
+            metrics: Dict[str, Dict[str, int]] = {}
+            with reporter or contextlib.nullcontext(), quiet_workers:
+                # A local run goes through its rows in slices, one Beam job each, so that its memory stays bounded.
+                for row_slice in row_slices(pipeline.dag, rows_per_slice if local else None, row_limit):
+                    if row_slice.index:
+                        logger.info("Pipeline %r: rows from position %d", pipeline.name, row_slice.first_row)
+                    beam_pipeline = make_beam_pipeline(pipeline_options)
+                    build_beam_graph(
+                        beam_pipeline,
+                        pipeline.dag,
+                        directories,
+                        routing=pipeline.routing,
+                        row_limit=row_slice.row_limit,
+                        cache_dir=cache_dir,
+                        dead_letter_dir=dead_letter_dir,
+                        output_format=output_format if output_dir is not None else None,
+                        progress_board_id=reporter.board_id if reporter is not None else None,
+                        first_row=row_slice.first_row,
+                        file_label=row_slice.file_label,
+                    )
+                    result = beam_pipeline.run()
+                    if not (local or wait_for_remote):
+                        logger.info("Pipeline %r submitted, state %s; not waiting for it", pipeline.name, result.state)
+                        return LaunchResult(result)
+                    result.wait_until_finish()
+                    slice_counters = counters_by_step(result)
+                    metrics = add_counters(metrics, slice_counters)
+                    if row_slice.is_last(slice_counters):
+                        break
+            # Parquet output is read back as Arrow tables: a million rows as Python dicts would not fit in memory.
+            tables = (
+                {leaf: read_output_table(directory) for leaf, directory in directories.items()} if output_dir else {}
+            )
+            read = read_output_rows if output_dir is not None else read_scratch_rows
+            rows = {
+                leaf: [] if tables.get(leaf) is not None else [row for _, row in read(directory)]
+                for leaf, directory in directories.items()
+            }
+        distiset = Distiset.from_rows(rows, pipeline_yaml=pipeline_yaml)
+        names = subset_names(leaves)
+        for leaf, table in tables.items():
+            if table is not None:
+                distiset[names[leaf]]["train"] = Dataset(table)
     distiset.statistics = metrics
     if output_dir is not None:
         distiset.save_configs(output_dir)  # now with the dataset card, which needs the rows
