@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -115,15 +115,20 @@ class JoinOnRowId(beam.PTransform):
         self._names = list(predecessor_names)
 
     def expand(self, branches: Dict[str, beam.PCollection]) -> beam.PCollection:
+        # CoGroupByKey would do the same with three more maps per row after the shuffle (its value lists, its
+        # dict of tags, then this alignment): all of them run after the last answer, while the user waits.
         names = self._names
 
-        def align(element: Tuple[RowId, Dict[str, List[Row]]]) -> JoinedRow:
-            row_id, grouped = element
-            sources = tuple(name for name in names for _ in grouped[name])
-            rows = [row for name in names for row in grouped[name]]
-            return row_id, (sources, rows)
+        def align(element: Tuple[RowId, Iterable[Tuple[int, Row]]]) -> JoinedRow:
+            row_id, tagged = element
+            ordered = sorted(tagged, key=lambda pair: pair[0])  # stable: a branch's rows keep their order
+            return row_id, (tuple(names[index] for index, _ in ordered), [row for _, row in ordered])
 
-        return branches | "CoGroupByKey" >> beam.CoGroupByKey() | "Align" >> beam.Map(align)
+        tagged = [
+            branches[name] | f"Tag[{name}]" >> beam.Map(lambda keyed, index=index: (keyed[0], (index, keyed[1])))
+            for index, name in enumerate(names)
+        ]
+        return tagged | "Flatten" >> beam.Flatten() | "GroupByKey" >> beam.GroupByKey() | "Align" >> beam.Map(align)
 
 
 class StepOnKeyedRows(beam.PTransform):
