@@ -95,6 +95,7 @@ def test_docs_pipeline_translates_for_dataflow_with_cache_and_dead_letters(tmp_p
     for step in ["load_instructions", "load_instructions.route", "gen_a", "gen_b", "gen_c", "group_generations.join",
                  "group_generations", "group_generations.collect", "dead_letters.write"]:
         assert step in transforms
+    assert "load_instructions/Spread" in transforms  # the generator's rows are spread over Dataflow's workers
     environments = list(job.proto_pipeline.components.environments.values())
     assert environments and all(IMAGE.encode() in env.payload for env in environments)
     blobs = job_blobs(job)

@@ -71,6 +71,9 @@ class GenerateRows(beam.PTransform):
     after it lets the following steps run in parallel instead of fused into that single call. Only the rows at
     positions ``first_row`` to ``row_limit`` (excluded; ``None``: to the end) are emitted, with their positions
     as row ids: a run in slices (``beam_distil.beam.row_slices``) gives each slice its range.
+
+    ``spread=False`` leaves the reshuffle out, for a runner with a single worker: there it spreads nothing and
+    only makes the following steps wait until the generator has emitted its last row.
     """
 
     def __init__(
@@ -79,12 +82,14 @@ class GenerateRows(beam.PTransform):
         row_limit: Optional[int] = None,
         progress_board_id: Optional[str] = None,
         first_row: int = 0,
+        spread: bool = True,
     ) -> None:
         super().__init__()
         self._step = step
         self._first_row = first_row
         self._row_limit = row_limit
         self._progress_board_id = progress_board_id
+        self._spread = spread
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
         # A step that can narrow itself to the range is carried narrowed: the job then holds only its own rows.
@@ -93,11 +98,11 @@ class GenerateRows(beam.PTransform):
             narrowed = self._step.rows_between(self._first_row, self._row_limit)
             if narrowed is not None:
                 step, first_position = narrowed, self._first_row
-        return (
+        rows = (
             pbegin
             | "Start" >> beam.Impulse()
             | "Generate" >> beam.ParDo(
                 _GenerateDoFn(step, first_position, self._first_row, self._row_limit, self._progress_board_id)
             )
-            | "Spread" >> beam.Reshuffle()
         )
+        return rows | "Spread" >> beam.Reshuffle() if self._spread else rows

@@ -91,6 +91,15 @@ def is_local(options: PipelineOptions) -> bool:
     return name is None or name.lower() in _LOCAL_RUNNERS
 
 
+def runs_on_one_worker(beam_pipeline: beam.Pipeline) -> bool:
+    """Whether ``beam_pipeline`` runs on the local ``FnApiRunner`` with a single worker (``direct_num_workers=1``,
+    the default), where no step's rows can be spread over several workers."""
+    return (
+        isinstance(beam_pipeline.runner, FnApiRunner)
+        and beam_pipeline.options.view_as(DirectOptions).direct_num_workers == 1
+    )
+
+
 def make_beam_pipeline(options: BeamOptions) -> beam.Pipeline:
     """A ``beam.Pipeline`` for ``options``, on ``FnApiRunner`` (multi-threading) unless a runner is named."""
     pipeline_options = to_pipeline_options(options)

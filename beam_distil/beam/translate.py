@@ -11,6 +11,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_distil.beam.generator_source import GenerateRows
 from beam_distil.beam.output_sink import WriteOutputFiles
 from beam_distil.beam.route_batches import RouteBatches
+from beam_distil.beam.runner import runs_on_one_worker
 from beam_distil.beam.scratch_rows import WriteScratchRows
 from beam_distil.beam.step_transforms import JoinOnRowId, StepOnKeyedRows
 
@@ -51,6 +52,7 @@ def build_beam_graph(
     """
     routing = routing or {}
     outputs: Dict[str, beam.PCollection] = {}
+    one_worker = runs_on_one_worker(beam_pipeline)
 
     def step_cache(step: "_Step") -> Optional[str]:
         return cache_dir if getattr(step, "use_cache", False) else None
@@ -67,7 +69,9 @@ def build_beam_graph(
         step = dag.steps[name]
         predecessors = dag.predecessors(name)
         if step.is_generator:
-            outputs[name] = beam_pipeline | name >> GenerateRows(step, row_limit, progress_board_id, first_row)
+            outputs[name] = beam_pipeline | name >> GenerateRows(
+                step, row_limit, progress_board_id, first_row, spread=not one_worker
+            )
         elif len(predecessors) == 1:
             transform = StepOnKeyedRows(step, cache_dir=step_cache(step), progress_board_id=progress_board_id)
             outputs[name] = rows_from(predecessors[0], name) | name >> transform

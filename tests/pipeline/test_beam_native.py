@@ -11,9 +11,11 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_distil.beam.runner import make_beam_pipeline
+from beam_distil.beam.translate import build_beam_graph
 from beam_distil.beam.task_dofn import TaskDoFn
 from beam_distil.models import OpenAILLM
 from beam_distil.pipeline import Pipeline
+from beam_distil.steps import KeepColumns
 from beam_distil.steps.generators import LoadDataFromDicts
 from beam_distil.steps.tasks import TextGeneration
 
@@ -71,6 +73,45 @@ def test_default_runner_is_fn_api_in_multi_threading_mode():
     beam_pipeline = make_beam_pipeline(None)
     assert isinstance(beam_pipeline.runner, FnApiRunner)
     assert beam_pipeline.options.view_as(DirectOptions).direct_running_mode == "multi_threading"
+
+
+def _transform_labels(beam_pipeline: beam.Pipeline) -> list:
+    labels = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node) -> None:
+            labels.append(node.full_label)
+
+        def visit_transform(self, node) -> None:
+            labels.append(node.full_label)
+
+    beam_pipeline.visit(Visitor())
+    return labels
+
+
+@pytest.mark.parametrize(
+    "options, spread",
+    [
+        (None, False),  # the local default: one worker, nothing to spread the rows over
+        (["--direct_num_workers=2"], True),
+        (["--direct_running_mode=multi_processing", "--direct_num_workers=2"], True),
+        (["--runner=DirectRunner"], True),
+    ],
+)
+def test_a_generators_rows_are_spread_only_over_several_workers(options, spread, tmp_path):
+    with Pipeline("p") as pipeline:
+        LoadDataFromDicts(data=[{"a": i} for i in range(30)], batch_size=7)
+    beam_pipeline = make_beam_pipeline(options)
+    build_beam_graph(beam_pipeline, pipeline.dag, {"load_data_from_dicts_0": str(tmp_path / "rows")})
+    assert ("load_data_from_dicts_0/Spread" in _transform_labels(beam_pipeline)) is spread
+
+
+@pytest.mark.parametrize("options", [None, ["--direct_num_workers=2"]])
+def test_one_worker_and_several_give_the_same_rows(options):
+    with Pipeline("p") as pipeline:
+        LoadDataFromDicts(data=[{"a": i} for i in range(30)], batch_size=7) >> KeepColumns(columns=["a"])
+    distiset = pipeline.run(options=options, use_cache=False)
+    assert distiset["default"]["train"]["a"] == list(range(30))
 
 
 @pytest.mark.parametrize(
