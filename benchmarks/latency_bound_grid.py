@@ -13,6 +13,11 @@ server and the pipeline is never what limits a cell (``--ceiling``, requests/s o
 
     python -m benchmarks.latency_bound_grid                                   # the whole grid, ~25 min
     python -m benchmarks.latency_bound_grid --max-concurrency 4,16 --input-batch-size 1,50 --models 3
+    python -m benchmarks.latency_bound_grid --system aiohttp --input-batch-size 1   # a bare client's shares
+
+``--system aiohttp`` runs the same cells with the harness's framework-free client (bare aiohttp, one semaphore per
+model): the share of the bound this machine and the server leave to any Python client. It has no batches, so
+one ``--input-batch-size`` is enough.
 """
 
 from __future__ import annotations
@@ -37,12 +42,15 @@ def cell_settings(max_concurrency: int, models: int, seconds: float, ceiling: fl
             "bound_rows_per_second": bound_rows_per_second}
 
 
-def run_cell(max_concurrency: int, input_batch_size: int, models: int, seconds: float, ceiling: float) -> Dict[str, Any]:
+def run_cell(
+    max_concurrency: int, input_batch_size: int, models: int, seconds: float, ceiling: float,
+    system: str = "beam_distil",
+) -> Dict[str, Any]:
     settings = cell_settings(max_concurrency, models, seconds, ceiling)
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "cell.jsonl"
         command = [
-            sys.executable, "-m", "benchmarks.docs_pipeline", "--systems", "beam_distil", "--repeats", "1",
+            sys.executable, "-m", "benchmarks.docs_pipeline", "--systems", system, "--repeats", "1",
             "--rows", str(settings["rows"]), "--latency", str(settings["latency"]), "--models", str(models),
             "--max-concurrency", str(max_concurrency), "--input-batch-size", str(input_batch_size),
             "--json-out", str(out),
@@ -51,7 +59,7 @@ def run_cell(max_concurrency: int, input_batch_size: int, models: int, seconds: 
         run = next(json.loads(line) for line in out.read_text().splitlines() if json.loads(line).get("median"))
     bound = settings["bound_rows_per_second"]
     return {
-        "max_concurrency": max_concurrency, "input_batch_size": input_batch_size, "models": models,
+        "system": system, "max_concurrency": max_concurrency, "input_batch_size": input_batch_size, "models": models,
         "latency": settings["latency"], "rows": settings["rows"], "bound_rows_per_second": bound,
         "rows_per_second": run["rows_per_second"],
         "end_to_end_share": run["rows_per_second"] / bound,
@@ -76,6 +84,8 @@ def main() -> None:
     parser.add_argument("--ceiling", type=float, default=400.0,
                         help="Requests/s over all tasks above which the latency is raised (the machine's share).")
     parser.add_argument("--json-out", type=Path, help="Append each cell as a JSON line here.")
+    parser.add_argument("--system", default="beam_distil", choices=["beam_distil", "aiohttp"],
+                        help="What runs the cells: this library, or the harness's bare aiohttp client.")
     args = parser.parse_args()
 
     print("| tasks | max_concurrency | input_batch_size | latency s | rows | bound rows/s | rows/s | end to end "
@@ -84,7 +94,7 @@ def main() -> None:
     for models in args.models:
         for max_concurrency in args.max_concurrency:
             for input_batch_size in args.input_batch_size:
-                cell = run_cell(max_concurrency, input_batch_size, models, args.seconds, args.ceiling)
+                cell = run_cell(max_concurrency, input_batch_size, models, args.seconds, args.ceiling, args.system)
                 print(f"| {models} | {max_concurrency} | {input_batch_size} | {cell['latency']} | {cell['rows']} "
                       f"| {cell['bound_rows_per_second']:.1f} | {cell['rows_per_second']:.1f} "
                       f"| {cell['end_to_end_share']:.0%} | {cell['sustained_share']:.0%} | {cell['max_in_flight']} "
