@@ -46,7 +46,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 ALL_MODELS = ["model-a", "model-b", "model-c"]
 HERE = Path(__file__).resolve().parent
@@ -135,30 +135,25 @@ def _child_beam_distil(args: argparse.Namespace, beam_options: List[str]) -> Dic
             "finished": finished, "run_started_clock": run_started_clock, "finished_clock": time.monotonic()}
 
 
-def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
-    import openai
-
-    imported = time.perf_counter()
+def _run_bare_clients(
+    args: argparse.Namespace,
+    imported: float,
+    make_client: Callable[[], Any],
+    close_client: Callable[[Any], Awaitable[None]],
+    generate: Callable[[Any, str, str], Awaitable[str]],
+) -> Dict[str, Any]:
+    """The docs pipeline's workload without a framework: one client (``make_client``) and one
+    ``asyncio.Semaphore(max_concurrency)`` per model, every request gathered at once, then GroupColumns' work;
+    ``generate(client, model, text)`` sends one request and returns the answer's text."""
     instructions = _instructions(args.rows)
     models = ALL_MODELS[: args.models]
 
     async def run() -> List[Dict[str, Any]]:
-        async def one(client: Any, semaphore: asyncio.Semaphore, model: str, text: str) -> Dict[str, Any]:
+        async def one(client: Any, semaphore: asyncio.Semaphore, model: str, text: str) -> str:
             async with semaphore:
-                # The same request OpenAILLM sends for TextGeneration with default generation kwargs.
-                completion = await client.chat.completions.create(
-                    model=model, messages=[{"role": "user", "content": text}], max_tokens=128, n=1,
-                    frequency_penalty=0.0, presence_penalty=0.0, temperature=1.0, top_p=1.0,
-                )
-            return {"generation": completion.choices[0].message.content, "model_name": model}
+                return await generate(client, model, text)
 
-        clients = [
-            openai.AsyncOpenAI(
-                api_key="bench", base_url=args.base_url, max_retries=0, timeout=120,
-                **({"http_client": openai.DefaultAioHttpClient(timeout=120)} if aiohttp else {}),
-            )
-            for _ in models
-        ]
+        clients = [make_client() for _ in models]
         semaphores = [asyncio.Semaphore(args.max_concurrency) for _ in models]
         try:
             per_model = await asyncio.gather(
@@ -169,11 +164,10 @@ def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
             )
         finally:
             for client in clients:
-                await client.close()
+                await close_client(client)
         # GroupColumns' work: one row per instruction with the models' columns as lists.
         return [
-            {"instruction": text, "generations": [outputs[i]["generation"] for outputs in per_model],
-             "model_names": [outputs[i]["model_name"] for outputs in per_model]}
+            {"instruction": text, "generations": [outputs[i] for outputs in per_model], "model_names": list(models)}
             for i, text in enumerate(instructions)
         ]
 
@@ -183,52 +177,55 @@ def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
     finished = time.perf_counter()
     return {"rows": len(rows), "run_started": run_started, "imported": imported, "finished": finished,
             "run_started_clock": run_started_clock, "finished_clock": time.monotonic()}
+
+
+def _child_sdk(args: argparse.Namespace, aiohttp: bool) -> Dict[str, Any]:
+    import openai
+
+    imported = time.perf_counter()
+
+    def make_client() -> Any:
+        return openai.AsyncOpenAI(
+            api_key="bench", base_url=args.base_url, max_retries=0, timeout=120,
+            **({"http_client": openai.DefaultAioHttpClient(timeout=120)} if aiohttp else {}),
+        )
+
+    async def close_client(client: Any) -> None:
+        await client.close()
+
+    async def generate(client: Any, model: str, text: str) -> str:
+        # The same request OpenAILLM sends for TextGeneration with default generation kwargs.
+        completion = await client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": text}], max_tokens=128, n=1,
+            frequency_penalty=0.0, presence_penalty=0.0, temperature=1.0, top_p=1.0,
+        )
+        return completion.choices[0].message.content
+
+    return _run_bare_clients(args, imported, make_client, close_client, generate)
 
 
 def _child_aiohttp(args: argparse.Namespace) -> Dict[str, Any]:
     import aiohttp
 
     imported = time.perf_counter()
-    instructions = _instructions(args.rows)
-    models = ALL_MODELS[: args.models]
     url = args.base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": "Bearer bench", "Content-Type": "application/json"}
 
-    async def run() -> List[Dict[str, Any]]:
-        async def one(session: Any, semaphore: asyncio.Semaphore, model: str, text: str) -> Dict[str, Any]:
-            body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 128, "n": 1,
-                    "frequency_penalty": 0.0, "presence_penalty": 0.0, "temperature": 1.0, "top_p": 1.0}
-            async with semaphore:
-                async with session.post(url, data=json.dumps(body), headers=headers) as response:
-                    completion = json.loads(await response.read())
-            return {"generation": completion["choices"][0]["message"]["content"], "model_name": model}
+    def make_client() -> Any:
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
+                                     connector=aiohttp.TCPConnector(limit=args.max_concurrency))
 
-        sessions = [aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120),
-                                          connector=aiohttp.TCPConnector(limit=args.max_concurrency))
-                    for _ in models]
-        semaphores = [asyncio.Semaphore(args.max_concurrency) for _ in models]
-        try:
-            per_model = await asyncio.gather(
-                *(
-                    asyncio.gather(*(one(session, semaphore, model, text) for text in instructions))
-                    for session, semaphore, model in zip(sessions, semaphores, models)
-                )
-            )
-        finally:
-            for session in sessions:
-                await session.close()
-        return [
-            {"instruction": text, "generations": [outputs[i]["generation"] for outputs in per_model],
-             "model_names": [outputs[i]["model_name"] for outputs in per_model]}
-            for i, text in enumerate(instructions)
-        ]
+    async def close_client(session: Any) -> None:
+        await session.close()
 
-    run_started = time.perf_counter()
-    run_started_clock = time.monotonic()
-    rows = asyncio.run(run())
-    finished = time.perf_counter()
-    return {"rows": len(rows), "run_started": run_started, "imported": imported, "finished": finished,
-            "run_started_clock": run_started_clock, "finished_clock": time.monotonic()}
+    async def generate(session: Any, model: str, text: str) -> str:
+        body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 128, "n": 1,
+                "frequency_penalty": 0.0, "presence_penalty": 0.0, "temperature": 1.0, "top_p": 1.0}
+        async with session.post(url, data=json.dumps(body), headers=headers) as response:
+            completion = json.loads(await response.read())
+        return completion["choices"][0]["message"]["content"]
+
+    return _run_bare_clients(args, imported, make_client, close_client, generate)
 
 
 def _one_run(args: argparse.Namespace, beam_options: List[str]) -> None:
